@@ -1,0 +1,77 @@
+"""Shared plumbing of the CLI: the context object, output helpers and error translation.
+
+The CLI is the only layer that prints and chooses exit statuses. Library code raises MonitorError
+subclasses; `run_guarded` turns them (and a few OS errors) into `ollama-monitor: error: ...` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from monitor import config as config_mod
+from monitor.errors import ConfigError, MonitorError
+
+T = TypeVar("T")
+
+
+@dataclass
+class Env:
+    """Everything a command needs from outside: config path, streams. Injected, so tests need no patching."""
+
+    config_path: str | None = None
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    _settings: config_mod.Settings | None = None
+    origin: str = ""
+
+    @property
+    def settings(self) -> config_mod.Settings:
+        if self._settings is None:
+            self._settings, self.origin = config_mod.load(self.config_path)
+        return self._settings
+
+    def open_store(self) -> Any:
+        """Open the configured database (creating and migrating it). Imported lazily: keeps startup fast."""
+        from monitor.store import Store
+
+        return Store.open(self.settings.database.url)
+
+
+pass_env = click.make_pass_decorator(Env)
+
+
+def error_exit(err: Console, exc: MonitorError) -> int:
+    err.print(f"ollama-monitor: error: {exc}", markup=False)
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False)
+    if exc.hint:
+        err.print(f"  hint: {exc.hint}", markup=False)
+    return exc.exit_code
+
+
+def run_guarded(err: Console, fn: Callable[[], T]) -> T:
+    """Run fn; translate our errors into a message and exit status, never a traceback."""
+    try:
+        return fn()
+    except MonitorError as exc:
+        sys.exit(error_exit(err, exc))
+    except KeyboardInterrupt:
+        err.print("ollama-monitor: interrupted", markup=False)
+        sys.exit(130)
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except PermissionError as exc:
+        sys.exit(error_exit(err, MonitorError(f"permission denied: {exc.filename or exc}")))
+    except OSError as exc:
+        sys.exit(error_exit(err, MonitorError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))))

@@ -1,0 +1,358 @@
+"""Configuration: one TOML file -> validated, frozen settings.
+
+Every setting and its default is declared here once, with a description; `config/monitor.example.toml`
+documents the same keys and a test keeps the two in step. Problems are reported all at once, each
+with its key path (`sources[0].format`) and a hint, as a ConfigError (exit status 78).
+
+Look-up order: an explicit path (`--config`), `$OLLAMA_MONITOR_CONFIG`, `./config/monitor.toml`,
+`/etc/ollama-monitor/monitor.toml`; with none, the embedded default (SQLite in the user's state dir).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.errors import ConfigError
+
+FORMATS = ("auto", "ollama", "nginx", "apache", "caddy", "traefik", "haproxy")
+RULE_IDS = (
+    "unknown-source",
+    "management-endpoint",
+    "account-endpoint",
+    "recon-sequence",
+    "scanner-probe",
+    "auth-failures",
+    "direct-access",
+    "forwarded-mismatch",
+    "anomaly",
+)
+ENV_VAR = "OLLAMA_MONITOR_CONFIG"
+SEARCH_PATHS = (Path("config/monitor.toml"), Path("/etc/ollama-monitor/monitor.toml"))
+
+
+def state_dir() -> Path:
+    """Return the user's state directory for ollama-monitor (XDG_STATE_HOME, else ~/.local/state)."""
+    if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ollama-monitor"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{state_dir() / 'monitor.db'}"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_networks(values: list[str]) -> list[str]:
+    bad = []
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            bad.append(value)
+    if bad:
+        raise ValueError(f"not an IP address or CIDR network: {', '.join(map(repr, bad))} (e.g. '10.0.0.0/8')")
+    return values
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(
+        default_factory=default_database_url,
+        description="Any SQLAlchemy URL: sqlite:////var/lib/ollama-monitor/monitor.db or postgresql://user@host/db.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("needs a scheme, e.g. 'sqlite:////var/lib/ollama-monitor/monitor.db'")
+        return value
+
+
+class JsonFields(_Section):
+    """Field names for JSON access logs (nginx `escape=json` and similar). Defaults are nginx variable names."""
+
+    client_ip: str = "remote_addr"
+    method: str = "request_method"
+    path: str = "request_uri"
+    request: str = "request"
+    status: str = "status"
+    bytes_sent: str = "body_bytes_sent"
+    latency: str = "request_time"
+    user_agent: str = "http_user_agent"
+    forwarded_for: str = "http_x_forwarded_for"
+    time: str = ""  # empty: try time_iso8601, time_local, msec, time, timestamp, @timestamp
+
+
+class SourceSettings(_Section):
+    name: str = Field(min_length=1, description="Stored with each request; names the source in alerts.")
+    path: str | None = Field(default=None, description="Log file to follow.")
+    journal_unit: str | None = Field(default=None, description="systemd unit to follow through journalctl.")
+    format: Literal["auto", "ollama", "nginx", "apache", "caddy", "traefik", "haproxy"] = "auto"
+    timezone: str = Field(default="UTC", description="For lines without an offset; 'local' for the host's zone.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Peers whose forwarded-for is believed.")
+    watch: Literal["auto", "inotify", "poll"] = "auto"
+    start_at: Literal["end", "beginning"] = "end"
+    docker: bool = Field(default=False, description="Lines are Docker json-file records (auto-detected too).")
+    json_fields: JsonFields = Field(default_factory=JsonFields)
+    proxy: bool | None = Field(
+        default=None, description="This source is a reverse proxy in front of Ollama (default: format != ollama)."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if value == "local":
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin', 'UTC' or 'local')") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceSettings:
+        if (self.path is None) == (self.journal_unit is None):
+            raise ValueError("give exactly one of 'path' or 'journal_unit'")
+        return self
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.proxy if self.proxy is not None else self.format not in ("ollama", "auto")
+
+
+class KnownSettings(_Section):
+    allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="CIDR networks whose requests are expected (known sources).",
+    )
+    admins: list[str] = Field(default_factory=list, description="CIDR networks allowed to call management endpoints.")
+    names: dict[str, str] = Field(default_factory=dict, description="Friendly names: address or CIDR -> name.")
+
+    @field_validator("allow", "admins")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
+
+    @field_validator("names")
+    @classmethod
+    def _named(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_networks(list(value))
+        return value
+
+
+class RuleSettings(_Section):
+    disabled: list[str] = Field(default_factory=list, description="Rule ids to switch off.")
+    cooldown_minutes: int = Field(default=60, ge=0, description="One alert per rule and source per cooldown.")
+    cooldowns: dict[str, int] = Field(default_factory=dict, description="Per-rule cooldown overrides (minutes).")
+    auth_failures_threshold: int = Field(default=20, ge=1, description="401/403 responses from one source in 10 minutes.")
+
+    @field_validator("disabled")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in RULE_IDS]
+        if unknown:
+            raise ValueError(f"unknown rule id(s) {unknown}; rules are: {', '.join(RULE_IDS)}")
+        return value
+
+    @field_validator("cooldowns")
+    @classmethod
+    def _known_cooldowns(cls, value: dict[str, int]) -> dict[str, int]:
+        _known_rules = [k for k in value if k not in RULE_IDS]
+        if _known_rules:
+            raise ValueError(f"unknown rule id(s) {_known_rules}; rules are: {', '.join(RULE_IDS)}")
+        return value
+
+    def cooldown_for(self, rule: str) -> int:
+        return self.cooldowns.get(rule, self.cooldown_minutes)
+
+
+class DetectorSettings(_Section):
+    model_dir: str = Field(default="models", description="Where trained models are saved (relative to the working dir).")
+    window_minutes: int = Field(default=60, ge=5, le=1440, description="Feature window length.")
+    history_days: int = Field(default=14, ge=1, description="Trailing history used for training.")
+    min_windows: int = Field(default=256, ge=32, description="Windows needed before the forest is trained.")
+    retrain_hours: int = Field(default=24, ge=1, description="How often the daemon retrains.")
+    threshold_quantile: float = Field(
+        default=0.002, gt=0, lt=0.5, description="Share of training windows scored anomalous (calibrates the threshold)."
+    )
+    guard_factor: float = Field(default=3.0, ge=1.0, description="A feature this many times its training p99 is flagged.")
+    random_state: int = 42
+
+
+class AlertSettings(_Section):
+    urls: list[str] = Field(default_factory=list, description="apprise URLs; they hold secrets and are never logged.")
+    config_file: str | None = Field(default=None, description="An apprise config file (YAML/text) with tags.")
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    routes: dict[str, list[str]] = Field(
+        default_factory=dict, description="Severity -> apprise tags to notify, e.g. critical = ['email', 'slack']."
+    )
+    digest_threshold: int = Field(default=5, ge=1, description="More alerts than this in digest_seconds become one digest.")
+    digest_seconds: int = Field(default=60, ge=1)
+    max_per_hour: int = Field(default=30, ge=1, description="Global cap on messages per hour.")
+    retry_max_hours: int = Field(default=48, ge=1, description="Give up on a notification after this long.")
+
+    @field_validator("routes")
+    @classmethod
+    def _severities(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [k for k in value if k not in ("info", "warning", "critical")]
+        if bad:
+            raise ValueError(f"route keys must be severities (info, warning, critical), not {bad}")
+        return value
+
+
+class RetentionSettings(_Section):
+    requests_days: int = Field(default=90, ge=1, description="Raw requests kept this long.")
+    windows_days: int = Field(default=400, ge=1, description="Per-window aggregates and alerts kept this long.")
+
+
+class DaemonSettings(_Section):
+    poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Safety-net poll interval of file sources.")
+    batch_lines: int = Field(default=5000, ge=1, description="Most lines read from one source per wake-up.")
+    metrics_address: str = Field(default="", description="host:port for Prometheus metrics (loopback), empty: off.")
+    stuck_minutes: int = Field(default=10, ge=1, description="`status` fails when the daemon has not checked in for this long.")
+
+
+class SummarySettings(_Section):
+    days: int = Field(default=7, ge=1)
+    format: Literal["text", "markdown", "html", "json"] = "html"
+
+
+class Settings(_Section):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    known: KnownSettings = Field(default_factory=KnownSettings)
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    summary: SummarySettings = Field(default_factory=SummarySettings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {dupes}")
+        return self
+
+
+# Where the settings came from, for `config show` and messages.
+Origin = Annotated[str, "path or '<embedded default>'"]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+_HINTS = {
+    "extra_forbidden": "unknown key; see config/monitor.example.toml for every key",
+    "missing": "required",
+}
+
+
+def validate(data: Mapping[str, Any], origin: str = "<config>") -> Settings:
+    """Given parsed TOML, return Settings; raise ConfigError listing every problem with its key path."""
+    try:
+        return Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = _loc(tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            hint = _HINTS.get(err["type"])
+            if err["type"] == "literal_error":
+                msg = f"{msg} (got {err.get('input')!r})"
+            problems.append(f"{path}: {msg}" + (f" ({hint})" if hint and hint not in msg else ""))
+        raise ConfigError(f"{origin}: invalid configuration ({len(problems)} problem(s))", problems) from None
+
+
+def parse_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML", [f"(syntax): {exc}"], hint="check quoting and brackets") from None
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """Return the config file to use, or None for the embedded default. An explicit path must exist."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found", [f"--config: no file at {path}"])
+        return path
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found", [f"${ENV_VAR}: no file at {path}"])
+        return path
+    for candidate in SEARCH_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(explicit: str | os.PathLike[str] | None = None) -> tuple[Settings, str]:
+    """Find, read and validate the configuration. Return (settings, origin)."""
+    path = find_config(explicit)
+    if path is None:
+        return Settings(), "<embedded default>"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config", [f"(file): {exc}"]) from None
+    return validate(parse_toml(text, str(path)), str(path)), str(path)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Return the effective settings as plain data with secrets (alert URLs, DB passwords) masked."""
+    data = settings.model_dump(mode="json")
+    data["alerts"]["urls"] = [_redact_url(u) for u in data["alerts"]["urls"]]
+    data["database"]["url"] = _redact_url(data["database"]["url"], keep_path=True)
+    return data
+
+
+def _redact_url(url: str, keep_path: bool = False) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    if keep_path:
+        if "@" in rest.split("/", 1)[0]:
+            userinfo, host = rest.split("@", 1)
+            user = userinfo.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}"
+        return url
+    return f"{scheme}://***"
+
+
+def tzinfo_for(name: str) -> Any:
+    """Return a tzinfo for a source's `timezone` ('local' is the host's zone)."""
+    if name == "local":
+        from datetime import datetime
+
+        return datetime.now().astimezone().tzinfo
+    return ZoneInfo(name)

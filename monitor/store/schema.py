@@ -1,0 +1,161 @@
+"""The database schema: SQLAlchemy Core tables, portable between SQLite and PostgreSQL.
+
+Documented for users in README.md ("The database"). Timestamps are UTC; on SQLite they are stored as
+ISO text (`2025-03-21 08:52:32.000000`), readable and sortable with the `sqlite3` shell.
+Bump SCHEMA_VERSION and add a step to `monitor.store.migrations.STEPS` for every change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+# A row per key; holds the schema version and small daemon facts (last heartbeat, ...).
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# A file (or journal stream) as identified by its content: the fingerprint of its first line.
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("source", "fingerprint", name="uq_files_source_fingerprint"),
+)
+
+# Every request. (file_id, line_offset) is unique: re-reading a line after a crash adds nothing.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("method", String(32)),
+    Column("path", Text),
+    Column("status", Integer),
+    Column("latency_ms", Float),
+    Column("bytes_sent", BigInteger),
+    Column("user_agent", Text),
+    Column("forwarded_for", Text),
+    Column("peer_ip", String(64)),
+    Column("source", String(200), nullable=False),
+    Column("file_id", Integer, ForeignKey("files.id"), nullable=False),
+    Column("line_offset", BigInteger, nullable=False),
+    UniqueConstraint("file_id", "line_offset", name="uq_requests_line"),
+    Index("ix_requests_ip_ts", "client_ip", "ts"),
+    Index("ix_requests_ts", "ts"),
+)
+
+# Lines that should have been requests but could not be parsed: counted, kept (capped), never fatal.
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("file_id", Integer, ForeignKey("files.id"), nullable=False),
+    Column("line_offset", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("line", Text, nullable=False),  # capped at REJECT_LINE_CAP characters
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("file_id", "line_offset", name="uq_rejects_line"),
+)
+
+# How far each source has read. Written in the same transaction as the rows it covers.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("cursor", Text),  # journald cursor, for journal sources
+    Column("lines", BigInteger, nullable=False, default=0),
+    Column("rejected", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("last_line_ts", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Sources an admin approved with `sources approve` (beside the config's allow-list).
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("network", String(64), primary_key=True),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every alert the rules or the detector raised (after dedup), kept for summaries and `alerts list`.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("client_ips", Text, nullable=False),  # JSON list
+    Column("title", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("details", Text, nullable=False, default="{}"),  # JSON
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_alerts_ts", "ts"),
+    Index("ix_alerts_key", "key"),
+)
+
+# Durable outbox: one row per (notification, service). Stored before sending; retried with backoff.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("notification_id", String(64), nullable=False),
+    Column("service", String(300), nullable=False),  # index into the configured targets, never the URL
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sent | failed (gave up)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("notification_id", "service", name="uq_outbox_notification_service"),
+    Index("ix_outbox_state_next", "state", "next_attempt_at"),
+)
+
+# Per-(client, window) feature rows and their scores, kept longer than raw requests.
+windows = Table(
+    "windows",
+    metadata,
+    Column("client_ip", String(64), primary_key=True),
+    Column("window_start", DateTime(timezone=True), primary_key=True),
+    Column("features", Text, nullable=False),  # JSON: feature name -> value
+    Column("score", Float),
+    Column("anomalous", Boolean),
+    Column("explanation", Text),
+    Index("ix_windows_start", "window_start"),
+)
