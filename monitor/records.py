@@ -106,3 +106,21 @@ class Alert:
     client_ips: tuple[str, ...]
     key: str
     details: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What is actually sent to people: one alert, or a digest of many.
+
+    `client_ips` lists every source the notification covers (a digest lists all of them, even when
+    its text names only the top few). `ts` is the log time at which it was emitted (UTC).
+    """
+
+    id: str
+    ts: datetime
+    rule: str
+    severity: Severity
+    title: str
+    message: str
+    client_ips: tuple[str, ...]
+    alerts: int = 1  # how many alerts it stands for (1, or the digest's count)
