@@ -1,0 +1,158 @@
+"""Benchmark: `ollama-monitor ingest` end to end vs a naive baseline, measured in the same run.
+
+Generates an nginx `combined` log of Ollama-like traffic (about 2,000 clients, some IPv6), then times
+1. the real CLI, `python -m monitor --config CFG ingest LOG` in a fresh process (import, parse, store,
+   checkpoint; the database starts empty), and
+2. the baseline: one compiled regex plus `sqlite3.executemany` in 10k-row transactions into an
+   equivalent table with the same indexes (no timestamps converted, no validation, no idempotency).
+
+    .venv/bin/python bench/ingest.py [--lines 1000000] [--keep]
+
+Prints lines/s for both and the ratio (target: >= 150,000 lines/s and >= 0.6x the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+PATHS = [
+    ("POST", "/api/chat", 200), ("POST", "/api/generate", 200), ("POST", "/v1/chat/completions", 200),
+    ("POST", "/api/embed", 200), ("GET", "/api/tags", 200), ("GET", "/", 200), ("GET", "/api/version", 200),
+    ("POST", "/api/show", 200), ("GET", "/api/ps", 200), ("POST", "/api/pull", 200), ("GET", "/v1/models", 200),
+    ("GET", "/.env", 404), ("POST", "/api/chat", 500), ("GET", "/api/tags?x=1", 401),
+]
+AGENTS = ["python-requests/2.32.3", "ollama-python/0.4.7", "OpenAI/Python 1.54.0", "curl/8.5.0",
+          "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36", "Go-http-client/1.1", "-"]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def generate(path: Path, n: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    clients = [str(ipaddress.IPv4Address(0x0A000000 + rng.randrange(1 << 20))) for _ in range(1800)]
+    clients += [str(ipaddress.IPv6Address((0x20010DB8 << 96) + rng.randrange(1 << 64))) for _ in range(200)]
+    weights = [1.0 / (i + 1) for i in range(len(clients))]
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    step = timedelta(days=7) / n
+    chosen = rng.choices(clients, weights=weights, k=n)
+    with path.open("w", encoding="utf-8") as fh:
+        ts = start
+        for i in range(n):
+            method, route, status = PATHS[rng.randrange(len(PATHS))]
+            t = ts.strftime(f"%d/{MONTHS[ts.month - 1]}/%Y:%H:%M:%S +0000") if i % 50 == 0 or i == 0 else stamp_cache(ts)
+            fh.write(
+                f'{chosen[i]} - - [{t}] "{method} {route} HTTP/1.1" {status} {rng.randrange(20, 90000)} '
+                f'"-" "{AGENTS[i % len(AGENTS)]}"\n'
+            )
+            ts += step
+
+
+_cache: dict[int, str] = {}
+
+
+def stamp_cache(ts: datetime) -> str:
+    key = int(ts.timestamp())
+    if key not in _cache:
+        if len(_cache) > 4:
+            _cache.clear()
+        _cache[key] = ts.strftime(f"%d/{MONTHS[ts.month - 1]}/%Y:%H:%M:%S +0000")
+    return _cache[key]
+
+
+BASELINE_RE = re.compile(
+    r'(\S+) \S+ \S+ \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"'
+)
+
+
+def baseline(log: Path, db: Path) -> int:
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE requests (id INTEGER PRIMARY KEY, ts TEXT, client_ip TEXT, method TEXT, path TEXT, "
+        "status INTEGER, bytes_sent INTEGER, user_agent TEXT, line_offset INTEGER)"
+    )
+    conn.execute("CREATE INDEX ix_ip_ts ON requests (client_ip, ts)")
+    conn.execute("CREATE INDEX ix_ts ON requests (ts)")
+    conn.execute("CREATE UNIQUE INDEX uq_line ON requests (line_offset)")
+    match = BASELINE_RE.match
+    rows = []
+    count = 0
+    offset = 0
+    with log.open("rb") as fh:
+        for raw in fh:
+            m = match(raw.decode())
+            if m:
+                rows.append((m[2], m[1], m[3], m[4], int(m[5]), m[6], m[7], offset))
+            offset += len(raw)
+            if len(rows) >= 10_000:
+                with conn:
+                    conn.executemany("INSERT INTO requests VALUES (NULL,?,?,?,?,?,?,?,?)", rows)
+                count += len(rows)
+                rows = []
+    with conn:
+        conn.executemany("INSERT INTO requests VALUES (NULL,?,?,?,?,?,?,?,?)", rows)
+    count += len(rows)
+    conn.close()
+    return count
+
+
+def run_ingest(log: Path, workdir: Path) -> tuple[float, int]:
+    db = workdir / "monitor.db"
+    cfg = workdir / "monitor.toml"
+    cfg.write_text(f'[database]\nurl = "sqlite:///{db}"\n')
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(cfg), "ingest", "--format", "nginx", str(log)],
+        capture_output=True, text=True, check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"ingest failed: {proc.stderr}")
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+    return elapsed, stored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated log and databases")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="om-bench-ingest-"))
+    try:
+        log = workdir / "access.log"
+        t0 = time.perf_counter()
+        generate(log, args.lines)
+        size = log.stat().st_size
+        print(f"generated {args.lines:,} lines ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s: {log}")
+
+        t0 = time.perf_counter()
+        base_rows = baseline(log, workdir / "baseline.db")
+        base_s = time.perf_counter() - t0
+        ingest_s, stored = run_ingest(log, workdir)
+
+        base_rate = args.lines / base_s
+        ingest_rate = args.lines / ingest_s
+        print(f"baseline (regex + sqlite3.executemany, indexed): {base_s:6.2f}s  {base_rate:10,.0f} lines/s  ({base_rows:,} rows)")
+        print(f"ollama-monitor ingest (end to end, new process):  {ingest_s:6.2f}s  {ingest_rate:10,.0f} lines/s  ({stored:,} rows)")
+        print(f"ratio ingest/baseline: {ingest_rate / base_rate:.2f}x   (targets: >= 150,000 lines/s, >= 0.6x)")
+        if stored != args.lines:
+            sys.exit(f"stored {stored:,} rows, expected {args.lines:,}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""Whole-file reading for `check` (parse only) and `ingest` (backfill into the store).
+
+A file is identified by the fingerprint of its first line, exactly as the live follower identifies it,
+so `ingest access.log.1` after the daemon followed `access.log` resumes from the follower's checkpoint
+instead of storing the same lines twice. Rotated `.gz` files are read transparently (positions are
+offsets in the decompressed text, and the fingerprint of a compressed file is that of its content).
+
+Bytes become text as UTF-8 with backslash escapes for invalid bytes, the rule every reader here
+follows; a line longer than MAX_LINE_BYTES is kept as a reject, not parsed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from monitor import parsers
+from monitor.config import Settings, SourceSettings, tzinfo_for
+from monitor.errors import SourceError
+from monitor.parsers.decoder import LineDecoder
+from monitor.records import Checkpoint, Reject, Request, Skip
+
+if TYPE_CHECKING:
+    from monitor.store import Store
+
+MAX_LINE_BYTES = 64 * 1024
+FINGERPRINT_BYTES = 4096  # a first line longer than this is fingerprinted on its first 4 KiB
+BATCH_LINES = 20_000
+
+Progress = Callable[[int], None]  # called with bytes read since the last call
+
+
+def decode_line(raw: bytes) -> str:
+    """Bytes of one line (without its newline) -> text; invalid UTF-8 becomes `\\xHH` escapes."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def fingerprint_of(first_line: bytes) -> str:
+    """Return the fingerprint of a file whose first complete line (with its newline) is `first_line`."""
+    return hashlib.sha256(first_line[:FINGERPRINT_BYTES]).hexdigest()[:32]
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def open_log(path: Path) -> IO[bytes]:
+    """Open a log for binary reading, decompressing gzip; raise SourceError with a clear message."""
+    try:
+        if path.is_dir():
+            raise SourceError(f"{path}: is a directory, not a log file")
+        if is_gzip(path):
+            return gzip.open(path, "rb")
+        return path.open("rb", buffering=1024 * 1024)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SourceError(
+            f"{path}: permission denied", hint="run as a user that can read it (e.g. in the adm group)"
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def file_fingerprint(path: Path) -> str | None:
+    """Return the fingerprint of the file's first complete line, or None if it has none yet."""
+    with open_log(path) as fh:
+        try:
+            first = fh.readline(FINGERPRINT_BYTES)
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"{path}: cannot read: {exc}") from None
+    if not first.endswith(b"\n") and len(first) < FINGERPRINT_BYTES:
+        return None
+    return fingerprint_of(first)
+
+
+def looks_binary(path: Path) -> bool:
+    """True when the start of the (decompressed) file holds NUL bytes in most of its lines: not a log."""
+    with open_log(path) as fh:
+        try:
+            head = fh.read(8192)
+        except (OSError, EOFError):
+            return True
+    if not head:
+        return False
+    if b"\0" not in head:
+        return False
+    lines = head.split(b"\n")
+    with_nul = sum(1 for line in lines if b"\0" in line)
+    return with_nul * 2 >= len(lines) or head.count(b"\0") > len(head) // 8
+
+
+def iter_lines(fh: IO[bytes], start: int = 0, *, final: bool = True) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, raw line without newline) from byte `start`.
+
+    With final=False a last line without a newline is not yielded (a writer may still be on it).
+    """
+    if start:
+        if isinstance(fh, gzip.GzipFile):
+            fh.seek(start)  # gzip seeks by decompressing: correct, and only paid once
+        else:
+            fh.seek(start)
+    offset = start
+    for raw in fh:
+        n = len(raw)
+        if raw.endswith(b"\n"):
+            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        elif not final:
+            return
+        else:
+            line = raw
+        yield offset, line
+        offset += n
+
+
+@dataclass
+class FileReport:
+    """What happened to one file in `check` or `ingest`."""
+
+    path: str
+    source: str = ""
+    format: str | None = None
+    lines: int = 0
+    parsed: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    resumed_at: int = 0  # bytes skipped because a checkpoint said they were stored already
+    bytes_read: int = 0
+    seconds: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+    reject_samples: list[tuple[int, str, str]] = field(default_factory=list)  # (line number, reason, line)
+    error: str | None = None
+    partial_tail: bool = False  # the last line had no newline and was left for later
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.seconds if self.seconds > 0 else 0.0
+
+
+def context_for(source: SourceSettings | None) -> parsers.ParseContext:
+    if source is None:
+        return parsers.ParseContext()
+    return parsers.ParseContext.build(
+        tz=tzinfo_for(source.timezone),
+        trusted_proxies=source.trusted_proxies,
+        json_fields=source.json_fields.model_dump(),
+    )
+
+
+def source_for_path(settings: Settings, path: Path) -> SourceSettings | None:
+    """Return the configured source a file belongs to: its path, or a rotated sibling of it."""
+    resolved = str(path.resolve())
+    best: SourceSettings | None = None
+    for src in settings.sources:
+        if not src.path:
+            continue
+        base = str(Path(src.path).resolve())
+        if resolved == base or resolved.startswith(base + ".") or resolved.startswith(base + "-"):
+            if best is None or len(str(best.path)) < len(base):
+                best = src
+    return best
+
+
+def check_file(path: Path, fmt: str = "auto", ctx: parsers.ParseContext | None = None, keep_rejects: int = 50) -> FileReport:
+    """Parse a file without storing anything; count outcomes like fail2ban-regex."""
+    report = FileReport(path=str(path))
+    start = time.perf_counter()
+    try:
+        _guard_binary(path)
+        decoder = LineDecoder(fmt, ctx)
+        with open_log(path) as fh:
+            for lineno, (_offset, raw) in enumerate(iter_lines(fh), 1):
+                report.lines += 1
+                report.bytes_read += len(raw) + 1
+                result = _decode(decoder, raw)
+                if isinstance(result, Request):
+                    report.parsed += 1
+                elif isinstance(result, Skip) or result is None:
+                    report.skipped += 1
+                else:
+                    report.rejected += 1
+                    report.reasons[result.reason] += 1
+                    if len(report.reject_samples) < keep_rejects:
+                        report.reject_samples.append((lineno, result.reason, decode_line(raw[:2000])))
+        report.format = decoder.detected
+    except SourceError as exc:
+        report.error = str(exc)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        report.error = f"{path}: cannot read: {exc}"
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def ingest_file(
+    store: Store,
+    path: Path,
+    source: str,
+    fmt: str = "auto",
+    ctx: parsers.ParseContext | None = None,
+    *,
+    batch_lines: int = BATCH_LINES,
+    progress: Progress | None = None,
+    on_batch: Callable[[list[Request]], None] | None = None,
+) -> FileReport:
+    """Store every request of a file, resuming from its checkpoint; idempotent and never fatal per line.
+
+    Each batch of rows commits with the checkpoint that covers it, so an interrupted ingest resumes
+    where it stopped. `on_batch` (used by `replay`) sees each committed batch's requests.
+    """
+    report = FileReport(path=str(path), source=source)
+    start = time.perf_counter()
+    try:
+        _guard_binary(path)
+        fp = file_fingerprint(path)
+        if fp is None:
+            report.seconds = time.perf_counter() - start
+            report.partial_tail = path.stat().st_size > 0
+            return report
+        file_id = store.file_id(source, fp, str(path))
+        saved = store.checkpoint(source, fp)
+        position = saved.position if saved else 0
+        report.resumed_at = position
+        decoder = LineDecoder(fmt, ctx)
+        gz = is_gzip(path)
+        parsed: list[tuple[int, Request]] = []
+        rejects: list[tuple[int, str, str]] = []
+        skipped = 0
+        last_reported = position
+        with open_log(path) as fh:
+            for offset, raw in iter_lines(fh, position, final=gz):
+                report.lines += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    result: object = Reject("line too long")
+                else:
+                    result = _decode(decoder, raw)
+                if isinstance(result, Request):
+                    parsed.append((offset, result))
+                elif isinstance(result, Reject):
+                    rejects.append((offset, result.reason, decode_line(raw[:2000])))
+                    report.reasons[result.reason] += 1
+                else:
+                    skipped += 1
+                position = offset + len(raw) + 1
+                if len(parsed) + len(rejects) + skipped >= batch_lines:
+                    _commit(store, report, source, file_id, fp, str(path), parsed, rejects, skipped, position, on_batch)
+                    parsed, rejects, skipped = [], [], 0
+                    if progress:
+                        progress(position - last_reported)
+                        last_reported = position
+            _commit(store, report, source, file_id, fp, str(path), parsed, rejects, skipped, position, on_batch)
+            if progress:
+                progress(position - last_reported)
+            if not gz:
+                report.partial_tail = _has_partial_tail(fh, position)
+        report.format = decoder.detected
+        report.bytes_read = position - report.resumed_at
+    except SourceError as exc:
+        report.error = str(exc)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        report.error = f"{path}: cannot read: {exc}"
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _commit(
+    store: Store,
+    report: FileReport,
+    source: str,
+    file_id: int,
+    fp: str,
+    path: str,
+    parsed: list[tuple[int, Request]],
+    rejects: list[tuple[int, str, str]],
+    skipped: int,
+    position: int,
+    on_batch: Callable[[list[Request]], None] | None,
+) -> None:
+    if not parsed and not rejects and not skipped:
+        return
+    result = store.add_batch(source, file_id, parsed, rejects, Checkpoint(source, fp, position, path), skipped=skipped)
+    report.parsed += len(parsed)
+    report.rejected += len(rejects)
+    report.skipped += skipped
+    report.inserted += result.inserted
+    report.duplicates += result.duplicates
+    if on_batch is not None and parsed:
+        on_batch([r for _, r in parsed])
+
+
+def _has_partial_tail(fh: IO[bytes], position: int) -> bool:
+    try:
+        fh.seek(0, io.SEEK_END)
+        return fh.tell() > position
+    except OSError:
+        return False
+
+
+def _decode(decoder: LineDecoder, raw: bytes) -> object:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "backslashreplace")
+    return decoder.decode(text)
+
+
+def _guard_binary(path: Path) -> None:
+    if looks_binary(path):
+        raise SourceError(f"{path}: looks like a binary file (NUL bytes), not a text log; skipped")
