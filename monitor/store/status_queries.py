@@ -1,0 +1,28 @@
+"""Read-only queries behind `ollama-monitor status`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from monitor.store import Store, schema
+
+
+def requests_since_by_source(store: Store, since: datetime) -> dict[str, int]:
+    r = schema.requests
+    stmt = select(r.c.source, func.count()).where(r.c.ts >= since).group_by(r.c.source)
+    with store.engine.connect() as conn:
+        return {str(source): int(n) for source, n in conn.execute(stmt)}
+
+
+def outbox_counts(store: Store) -> dict[str, int]:
+    o = schema.outbox
+    with store.engine.connect() as conn:
+        return {str(state): int(n) for state, n in conn.execute(select(o.c.state, func.count()).group_by(o.c.state))}
+
+
+def alerts_since(store: Store, since: datetime) -> int:
+    a = schema.alerts
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(a).where(a.c.ts >= since)).scalar_one())
