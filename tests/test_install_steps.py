@@ -48,7 +48,7 @@ def test_readme_install_steps(tmp_path: Path) -> None:
             venv = f"{root}/opt/ollama-monitor"
             pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
             script.append(f"echo {deps} > {venv}/lib/{pyver}/site-packages/_deps.pth")
-            step = f"{venv}/bin/python -m pip install --quiet --no-deps ./"
+            step = f"{venv}/bin/python -m pip install --quiet --no-deps --ignore-installed ./"
         if step.startswith("systemd-analyze verify"):
             # The installed unit names the real ExecStart path; point it at the scratch install.
             for unit in ("ollama-monitor.service", "ollama-monitor-summary.service"):

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 
-from monitor.store import as_utc
+from monitor.store import Store, as_utc
 from monitor.store.schema import requests
 
 ROW_CAP = 10_000  # most aggregated rows any query returns (ordered so the busiest come first)
@@ -28,6 +28,7 @@ class ClientActivity:
 
     client_ip: str
     requests: int
+    success: int  # answered 2xx
     first_seen: datetime
     last_seen: datetime
 
@@ -59,27 +60,37 @@ def _utc(since: datetime) -> datetime:
     return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
 
 
-def _store_engine(store: Any) -> Any:
-    return store.engine
+def _count_where(cond: Any) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-def request_count(store: Any, since: datetime | None = None) -> int:
+def _ok(column: Any) -> Any:
+    return and_(column >= 200, column < 300)
+
+
+def request_count(store: Store, since: datetime | None = None) -> int:
     """Return how many requests are stored (since `since`, when given)."""
     stmt = select(func.count()).select_from(requests)
     if since is not None:
         stmt = stmt.where(requests.c.ts >= _utc(since))
-    with _store_engine(store).connect() as conn:
+    with store.engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
 def clients_since(
-    store: Any, since: datetime, *, sources: Sequence[str] | None = None, limit: int = ROW_CAP
+    store: Store, since: datetime, *, sources: Sequence[str] | None = None, limit: int = ROW_CAP
 ) -> list[ClientActivity]:
     """Return each client address seen since `since` (only in `sources` when given), busiest first."""
     r = requests
     n = func.count().label("n")
     stmt = (
-        select(r.c.client_ip, n, func.min(r.c.ts).label("first"), func.max(r.c.ts).label("last"))
+        select(
+            r.c.client_ip,
+            n,
+            _count_where(_ok(r.c.status)).label("ok"),
+            func.min(r.c.ts).label("first"),
+            func.max(r.c.ts).label("last"),
+        )
         .where(r.c.ts >= _utc(since))
         .group_by(r.c.client_ip)
         .order_by(n.desc(), r.c.client_ip)
@@ -89,39 +100,39 @@ def clients_since(
         if not sources:
             return []
         stmt = stmt.where(r.c.source.in_(list(sources)))
-    with _store_engine(store).connect() as conn:
+    with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return [ClientActivity(row.client_ip, int(row.n), _ts(row.first), _ts(row.last)) for row in rows]
+    return [
+        ClientActivity(row.client_ip, int(row.n), int(row.ok), _ts(row.first), _ts(row.last)) for row in rows
+    ]
 
 
-def statuses_by_source(store: Any, since: datetime, sources: Sequence[str]) -> list[SourceStatuses]:
+def statuses_by_source(store: Store, since: datetime, sources: Sequence[str]) -> list[SourceStatuses]:
     """Return per-source counts of all, 401, 403 and 2xx responses since `since`."""
     if not sources:
         return []
     r = requests
-
-    def count_where(cond: Any) -> Any:
-        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
-
     stmt = (
         select(
             r.c.source,
             func.count().label("n"),
-            count_where(r.c.status == 401).label("s401"),
-            count_where(r.c.status == 403).label("s403"),
-            count_where(and_(r.c.status >= 200, r.c.status < 300)).label("s2xx"),
+            _count_where(r.c.status == 401).label("s401"),
+            _count_where(r.c.status == 403).label("s403"),
+            _count_where(_ok(r.c.status)).label("s2xx"),
         )
         .where(r.c.ts >= _utc(since), r.c.source.in_(list(sources)))
         .group_by(r.c.source)
         .order_by(r.c.source)
     )
-    with _store_engine(store).connect() as conn:
+    with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return [SourceStatuses(row.source, int(row.n), int(row.s401), int(row.s403), int(row.s2xx)) for row in rows]
+    return [
+        SourceStatuses(row.source, int(row.n), int(row.s401), int(row.s403), int(row.s2xx)) for row in rows
+    ]
 
 
 def calls_matching(
-    store: Any, since: datetime, path_contains: Sequence[str], *, limit: int = ROW_CAP
+    store: Store, since: datetime, path_contains: Sequence[str], *, limit: int = ROW_CAP
 ) -> list[Call]:
     """Return (client, method, path) groups since `since` whose path contains any of `path_contains`
     (matched literally: `%` and `_` are escaped), busiest first."""
@@ -136,7 +147,7 @@ def calls_matching(
         .order_by(n.desc(), r.c.client_ip)
         .limit(limit)
     )
-    with _store_engine(store).connect() as conn:
+    with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
     return [Call(row.client_ip, row.method, row.path, int(row.n), _ts(row.last)) for row in rows]
 
