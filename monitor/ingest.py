@@ -25,7 +25,7 @@ from monitor import parsers
 from monitor.config import Settings, SourceSettings, tzinfo_for
 from monitor.errors import SourceError
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import Checkpoint, Reject, Request, Skip
+from monitor.records import Checkpoint, ParseResult, Reject, Request, Skip
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -58,7 +58,7 @@ def open_log(path: Path) -> IO[bytes]:
         if path.is_dir():
             raise SourceError(f"{path}: is a directory, not a log file")
         if is_gzip(path):
-            return gzip.open(path, "rb")
+            return gzip.open(path, "rb")  # type: ignore[return-value]
         return path.open("rb", buffering=1024 * 1024)
     except FileNotFoundError:
         raise SourceError(f"{path}: no such file") from None
@@ -165,13 +165,15 @@ def source_for_path(settings: Settings, path: Path) -> SourceSettings | None:
         if not src.path:
             continue
         base = str(Path(src.path).resolve())
-        if resolved == base or resolved.startswith(base + ".") or resolved.startswith(base + "-"):
-            if best is None or len(str(best.path)) < len(base):
-                best = src
+        related = resolved == base or resolved.startswith((base + ".", base + "-"))
+        if related and (best is None or len(str(best.path)) < len(base)):
+            best = src
     return best
 
 
-def check_file(path: Path, fmt: str = "auto", ctx: parsers.ParseContext | None = None, keep_rejects: int = 50) -> FileReport:
+def check_file(
+    path: Path, fmt: str = "auto", ctx: parsers.ParseContext | None = None, keep_rejects: int = 50
+) -> FileReport:
     """Parse a file without storing anything; count outcomes like fail2ban-regex."""
     report = FileReport(path=str(path))
     start = time.perf_counter()
@@ -240,7 +242,7 @@ def ingest_file(
             for offset, raw in iter_lines(fh, position, final=gz):
                 report.lines += 1
                 if len(raw) > MAX_LINE_BYTES:
-                    result: object = Reject("line too long")
+                    result: ParseResult | None = Reject("line too long")
                 else:
                     result = _decode(decoder, raw)
                 if isinstance(result, Request):
@@ -252,12 +254,26 @@ def ingest_file(
                     skipped += 1
                 position = offset + len(raw) + 1
                 if len(parsed) + len(rejects) + skipped >= batch_lines:
-                    _commit(store, report, source, file_id, fp, str(path), parsed, rejects, skipped, position, on_batch)
+                    _commit(
+                        store,
+                        report,
+                        source,
+                        file_id,
+                        fp,
+                        str(path),
+                        parsed,
+                        rejects,
+                        skipped,
+                        position,
+                        on_batch,
+                    )
                     parsed, rejects, skipped = [], [], 0
                     if progress:
                         progress(position - last_reported)
                         last_reported = position
-            _commit(store, report, source, file_id, fp, str(path), parsed, rejects, skipped, position, on_batch)
+            _commit(
+                store, report, source, file_id, fp, str(path), parsed, rejects, skipped, position, on_batch
+            )
             if progress:
                 progress(position - last_reported)
             if not gz:
@@ -287,7 +303,9 @@ def _commit(
 ) -> None:
     if not parsed and not rejects and not skipped:
         return
-    result = store.add_batch(source, file_id, parsed, rejects, Checkpoint(source, fp, position, path), skipped=skipped)
+    result = store.add_batch(
+        source, file_id, parsed, rejects, Checkpoint(source, fp, position, path), skipped=skipped
+    )
     report.parsed += len(parsed)
     report.rejected += len(rejects)
     report.skipped += skipped
@@ -305,7 +323,7 @@ def _has_partial_tail(fh: IO[bytes], position: int) -> bool:
         return False
 
 
-def _decode(decoder: LineDecoder, raw: bytes) -> object:
+def _decode(decoder: LineDecoder, raw: bytes) -> ParseResult | None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -5,24 +5,26 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
-from monitor.config import FORMATS
+from monitor.config import FORMATS, SourceSettings
 from monitor.errors import SourceError
 from monitor.ingest import FileReport, check_file, context_for, ingest_file, source_for_path
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def for_terminal(text: str) -> str:
-    """Escape control characters (ANSI escapes included) so a log line cannot drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
+from monitor.sanitize import for_terminal
 
 format_option = click.option(
     "--format",
@@ -61,11 +63,18 @@ def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, sho
 @click.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @format_option
-@click.option("--source", "source_name", metavar="NAME", help="Source name stored with each request "
-              "(default: the configured source whose path matches, else the file name).")
+@click.option(
+    "--source",
+    "source_name",
+    metavar="NAME",
+    help="Source name stored with each request "
+    "(default: the configured source whose path matches, else the file name).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @pass_env
-def ingest(env: Env, files: tuple[Path, ...], fmt: str | None, source_name: str | None, as_json: bool) -> None:
+def ingest(
+    env: Env, files: tuple[Path, ...], fmt: str | None, source_name: str | None, as_json: bool
+) -> None:
     """Backfill log FILES (plain or .gz) into the database.
 
     Idempotent: a line already stored is never stored again, and a file read before resumes where it
@@ -74,7 +83,9 @@ def ingest(env: Env, files: tuple[Path, ...], fmt: str | None, source_name: str 
     missing = [p for p in files if not p.exists()]
     if len(missing) == len(files):
         # Fail before opening the database: a typo should not create one.
-        raise SourceError(f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise SourceError(
+            f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     store = env.open_store()
     reports: list[FileReport] = []
     try:
@@ -106,7 +117,7 @@ def ingest(env: Env, files: tuple[Path, ...], fmt: str | None, source_name: str 
         sys.exit(1)
 
 
-def _source(env: Env, path: Path):  # type: ignore[no-untyped-def]
+def _source(env: Env, path: Path) -> SourceSettings | None:
     return source_for_path(env.settings, path)
 
 
@@ -118,37 +129,52 @@ def _default_name(path: Path) -> str:
     return name
 
 
-def _progress(env: Env, enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(env: Env, enabled: bool) -> AbstractContextManager[Progress | None]:
     if not enabled:
-        from contextlib import nullcontext
-
         return nullcontext(None)
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=env.err, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=env.err,
+        transient=True,
     )
 
 
-def _advancer(progress: Progress, task: int, path: Path):  # type: ignore[no-untyped-def]
+def _advancer(progress: Progress, task: TaskID, path: Path) -> Callable[[int], None]:
     compressed = path.suffix == ".gz"
 
     def advance(nbytes: int) -> None:
         # .gz positions count decompressed bytes; the bar shows the compressed size, so it only moves at the end.
         if not compressed:
-            progress.advance(task, nbytes)  # type: ignore[arg-type]
+            progress.advance(task, nbytes)
 
     return advance
 
 
 def _report_json(r: FileReport, rejects: bool = False) -> dict[str, object]:
     out: dict[str, object] = {
-        "path": r.path, "format": r.format, "lines": r.lines, "parsed": r.parsed, "skipped": r.skipped,
-        "rejected": r.rejected, "reject_reasons": dict(r.reasons), "seconds": round(r.seconds, 3),
-        "lines_per_second": round(r.lines_per_second), "error": r.error,
+        "path": r.path,
+        "format": r.format,
+        "lines": r.lines,
+        "parsed": r.parsed,
+        "skipped": r.skipped,
+        "rejected": r.rejected,
+        "reject_reasons": dict(r.reasons),
+        "seconds": round(r.seconds, 3),
+        "lines_per_second": round(r.lines_per_second),
+        "error": r.error,
     }
     if r.source:
-        out.update(source=r.source, inserted=r.inserted, duplicates=r.duplicates, resumed_at=r.resumed_at,
-                   partial_tail=r.partial_tail)
+        out.update(
+            source=r.source,
+            inserted=r.inserted,
+            duplicates=r.duplicates,
+            resumed_at=r.resumed_at,
+            partial_tail=r.partial_tail,
+        )
     if rejects:
         out["rejects"] = [{"line": n, "reason": reason, "text": text} for n, reason, text in r.reject_samples]
     return out
@@ -192,7 +218,9 @@ def _print_ingest(env: Env, r: FileReport) -> None:
         markup=False,
     )
     if r.partial_tail:
-        env.out.print("  note: the last line has no newline yet; it will be read once it is complete", markup=False)
+        env.out.print(
+            "  note: the last line has no newline yet; it will be read once it is complete", markup=False
+        )
     if r.lines == 0 and not r.resumed_at:
         env.out.print("  note: no complete lines in this file", markup=False)
 

@@ -92,7 +92,9 @@ class Store:
             store._create_or_migrate()
         except OperationalError as exc:
             engine.dispose()
-            raise StoreError(f"cannot open database {_safe_url(url)}: {_short(exc)}", hint=_hint_for(url)) from None
+            raise StoreError(
+                f"cannot open database {_safe_url(url)}: {_short(exc)}", hint=_hint_for(url)
+            ) from None
         except SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(f"database error on {_safe_url(url)}: {_short(exc)}") from None
@@ -112,13 +114,17 @@ class Store:
 
         with self.engine.begin() as conn:
             metadata.create_all(conn)
-            current = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
+            current = conn.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+            ).scalar()
             if current is None:
                 conn.execute(insert(schema.meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(current) < SCHEMA_VERSION:
                 migrate(conn, int(current))
                 conn.execute(
-                    update(schema.meta).where(schema.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+                    update(schema.meta)
+                    .where(schema.meta.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
                 )
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(
@@ -185,7 +191,9 @@ class Store:
                     last_ts = max((r.ts for _, r in parsed), default=None)
                     self._save_checkpoint(conn, checkpoint, len(parsed), len(rejects), skipped, last_ts)
         except OperationalError as exc:
-            raise StoreError(f"cannot write to the database: {_short(exc)}", hint=_hint_for(str(self.engine.url))) from None
+            raise StoreError(
+                f"cannot write to the database: {_short(exc)}", hint=_hint_for(str(self.engine.url))
+            ) from None
         return BatchResult(inserted, len(parsed) - inserted, kept)
 
     def _insert_requests(
@@ -196,26 +204,43 @@ class Store:
         if self.is_sqlite:
             # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts.
             rows = [
-                (sqlite_ts(r.ts), r.client_ip, r.method, r.path, r.status, r.latency_ms, r.bytes_sent,
-                 r.user_agent, r.forwarded_for, r.peer_ip, source, file_id, off)
+                (
+                    sqlite_ts(r.ts),
+                    r.client_ip,
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.latency_ms,
+                    r.bytes_sent,
+                    r.user_agent,
+                    r.forwarded_for,
+                    r.peer_ip,
+                    source,
+                    file_id,
+                    off,
+                )
                 for off, r in parsed
             ]
             raw = conn.connection.dbapi_connection
             assert raw is not None
             cur = raw.cursor()
-            before = raw.total_changes  # type: ignore[attr-defined]
+            before = raw.total_changes
             cur.executemany(_SQLITE_INSERT, rows)
-            inserted = raw.total_changes - before  # type: ignore[attr-defined]
+            inserted = raw.total_changes - before
             cur.close()
             return int(inserted)
-        stmt = postgresql.insert(schema.requests).on_conflict_do_nothing(index_elements=["file_id", "line_offset"])
+        stmt = postgresql.insert(schema.requests).on_conflict_do_nothing(
+            index_elements=["file_id", "line_offset"]
+        )
         values = [
             {**r._asdict(), "source": source, "file_id": file_id, "line_offset": off} for off, r in parsed
         ]
         result = conn.execute(stmt.returning(schema.requests.c.id), values)
         return len(result.fetchall())
 
-    def _insert_rejects(self, conn: Connection, source: str, file_id: int, rejects: Sequence[tuple[int, str, str]]) -> int:
+    def _insert_rejects(
+        self, conn: Connection, source: str, file_id: int, rejects: Sequence[tuple[int, str, str]]
+    ) -> int:
         kept_so_far = conn.execute(
             select(func.count()).select_from(schema.rejects).where(schema.rejects.c.file_id == file_id)
         ).scalar_one()
@@ -224,33 +249,65 @@ class Store:
             return 0
         now = utcnow()
         values = [
-            {"source": source, "file_id": file_id, "line_offset": off, "reason": reason[:200],
-             "line": line[:REJECT_LINE_CAP], "seen_at": now}
+            {
+                "source": source,
+                "file_id": file_id,
+                "line_offset": off,
+                "reason": reason[:200],
+                "line": line[:REJECT_LINE_CAP],
+                "seen_at": now,
+            }
             for off, reason, line in rejects[:room]
         ]
         dialect = sqlite if self.is_sqlite else postgresql
-        stmt = dialect.insert(schema.rejects).on_conflict_do_nothing(index_elements=["file_id", "line_offset"])
+        stmt = dialect.insert(schema.rejects).on_conflict_do_nothing(
+            index_elements=["file_id", "line_offset"]
+        )
         conn.execute(stmt, values)
         return len(values)
 
     def _save_checkpoint(
-        self, conn: Connection, cp: Checkpoint, lines: int, rejected: int, skipped: int, last_ts: datetime | None
+        self,
+        conn: Connection,
+        cp: Checkpoint,
+        lines: int,
+        rejected: int,
+        skipped: int,
+        last_ts: datetime | None,
     ) -> None:
         c = schema.checkpoints
         now = utcnow()
         values: dict[str, Any] = {
-            "path": cp.path, "position": cp.position, "cursor": cp.cursor, "updated_at": now,
-            "lines": c.c.lines + lines, "rejected": c.c.rejected + rejected, "skipped": c.c.skipped + skipped,
+            "path": cp.path,
+            "position": cp.position,
+            "cursor": cp.cursor,
+            "updated_at": now,
+            "lines": c.c.lines + lines,
+            "rejected": c.c.rejected + rejected,
+            "skipped": c.c.skipped + skipped,
         }
         if last_ts is not None:
-            values["last_line_ts"] = func.coalesce(func.max(c.c.last_line_ts, last_ts), last_ts) if self.is_sqlite else func.greatest(c.c.last_line_ts, last_ts)
-        result = conn.execute(update(c).where(c.c.source == cp.source, c.c.fingerprint == cp.fingerprint).values(**values))
+            values["last_line_ts"] = (
+                func.coalesce(func.max(c.c.last_line_ts, last_ts), last_ts)
+                if self.is_sqlite
+                else func.greatest(c.c.last_line_ts, last_ts)
+            )
+        result = conn.execute(
+            update(c).where(c.c.source == cp.source, c.c.fingerprint == cp.fingerprint).values(**values)
+        )
         if result.rowcount == 0:
             conn.execute(
                 insert(c).values(
-                    source=cp.source, fingerprint=cp.fingerprint, path=cp.path, position=cp.position,
-                    cursor=cp.cursor, lines=lines, rejected=rejected, skipped=skipped,
-                    last_line_ts=last_ts, updated_at=now,
+                    source=cp.source,
+                    fingerprint=cp.fingerprint,
+                    path=cp.path,
+                    position=cp.position,
+                    cursor=cp.cursor,
+                    lines=lines,
+                    rejected=rejected,
+                    skipped=skipped,
+                    last_line_ts=last_ts,
+                    updated_at=now,
                 )
             )
 

@@ -137,7 +137,9 @@ outbox = Table(
     Column("title", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("severity", String(16), nullable=False),
-    Column("state", String(16), nullable=False),  # pending | sent | failed (gave up)
+    Column(
+        "state", String(16), nullable=False
+    ),  # pending | sending (claimed; next_attempt_at = lease end) | sent | failed (gave up)
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text),

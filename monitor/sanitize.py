@@ -1,0 +1,186 @@
+"""Make attacker-controlled text safe to show: in chat, in email, and in a terminal.
+
+Every byte of a log line is attacker-controlled: client IPs, paths, user agents, forwarded-for
+values. Before such text reaches a notification or a screen it goes through here:
+
+- `clean(text, max_len)` removes what can drive a terminal or fake a layout: ANSI/VT escape
+  sequences (CSI, OSC, DCS, ...), C0/C1 control characters (newlines too, unless kept), zero-width
+  characters and the bidirectional overrides of "Trojan Source"; then caps the length with an ellipsis.
+- `neutralise(text)` defuses the mention and link syntax of the common chat services, so a user agent
+  cannot page `@channel`, hide a link behind friendly text or be clicked: Slack `<!channel>`,
+  `<!here>`, `<@U123>`, `<#C123>`, `<https://x|y>`; Discord/Teams `@everyone`, `@here`, `<@123>`,
+  `<@&role>`; Markdown links and images `[x](y)`; bare URLs (`http://` -> `hxxp://`, dots in the host
+  -> `[.]`); and zero-width/invisible characters that would split a keyword past a filter.
+- `for_terminal(text)` shows control characters as visible escapes (`\\x1b`) instead of obeying them.
+
+This does not rely on any one apprise plugin's escaping: the monitor sends the result as plain text
+(`body_format="text"`) to every service. Pure standard library; the audit, summary and CLI code
+reuse it. All functions are idempotent: applying one twice gives the same text as once.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+ELLIPSIS = "\u2026"
+
+# ESC-introduced sequences: CSI (ESC [ ... final), OSC / DCS / SOS / PM / APC strings ended by BEL or
+# ST (ESC \) or left unterminated, and two-byte escapes. The 8-bit C1 forms (0x9b CSI, 0x9d OSC, ...)
+# are matched too: some terminals obey them.
+_ANSI = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?              # CSI: parameters, intermediates, final byte
+    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])       # OSC, DCS, SOS, PM, APC ...
+      .*?(?:\x07|\x1b\\|\x9c|$)                     # ... up to BEL or ST (or the end of the text)
+    | \x1b[ -/]*[0-~]?                              # any other escape (charset selection, RIS, ...)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# Invisible characters: zero-width spaces and joiners, word joiner, invisible operators, BOM, soft
+# hyphen, Mongolian vowel separator, and the bidi embeddings/overrides/isolates (Trojan Source).
+_INVISIBLE = (
+    "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+_INVISIBLE_RE = re.compile(f"[{_INVISIBLE}]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_KEEP_NL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_SPACES_RE = re.compile(r"[ \t]{2,}")
+
+# Mentions: `@` directly before a name character. A full-width commercial at (U+FF20) reads the same
+# to a person and is a mention in no service.
+_AT_RE = re.compile(r"@(?=[\w!#&.-])")
+# Angle brackets delimit Slack's control sequences (<!channel>, <@U1>, <#C1>, <url|text>), Discord's
+# (<@123>, <@&1>, <#1>, <t:1:R>, <:emoji:1>) and HTML. Single guillemets read alike and mean nothing.
+_ANGLES = str.maketrans({"<": "\u2039", ">": "\u203a"})
+# Markdown links and images: `[text](url)`, `![alt](url)`; separate the two halves.
+_MD_LINK_RE = re.compile(r"\]\s*\(")
+# URLs with a scheme (`http://`, `javascript:` is harmless once the brackets are gone) and `www.` hosts.
+_URL_RE = re.compile(r"\b([a-z][a-z0-9+.\-]{1,15})://([^\s/?#\u2039\u203a|]*)", re.IGNORECASE)
+_WWW_RE = re.compile(r"\bwww\.([^\s/?#\u2039\u203a|]+)", re.IGNORECASE)
+_DEFANGED_SCHEMES = {
+    "http": "hxxp",
+    "https": "hxxps",
+    "ftp": "fxp",
+    "ftps": "fxps",
+    "ws": "wxs",
+    "wss": "wxss",
+}
+
+
+def clean(text: object, max_len: int = 500, *, keep_newlines: bool = False) -> str:
+    """Return `text` without escape sequences, control characters or bidi overrides, at most `max_len` long.
+
+    Given any value (None becomes ""; others are turned into text with `str`), remove ANSI/VT escape
+    sequences and C0/C1 control characters (each replaced by a space so words stay apart; newlines
+    are kept only with `keep_newlines`), remove zero-width and bidi characters, replace other
+    unprintable code points with "?", squeeze runs of spaces (single-line text only: with
+    `keep_newlines` the lines keep their inner spacing and lose trailing blanks), strip the ends,
+    and cut to `max_len` characters ending in an ellipsis when longer. `max_len` must be >= 1.
+    """
+    if text is None:
+        return ""
+    s = text if isinstance(text, str) else str(text)
+    if s.isascii() and s.isprintable() and len(s) <= max_len and "  " not in s and s == s.strip():
+        return s  # the common case: nothing to do
+    s = _ANSI.sub("", s)
+    s = _INVISIBLE_RE.sub("", s)
+    s = _CONTROL_KEEP_NL_RE.sub(" ", s.replace("\r\n", "\n")) if keep_newlines else _CONTROL_RE.sub(" ", s)
+    # Other unprintable code points (unassigned, private use, format characters) become "?".
+    s = "".join(c if c.isprintable() or c == "\n" else _unprintable(c) for c in s)
+    if keep_newlines:
+        # Keep indentation and alignment inside lines; only the line ends are trimmed.
+        s = "\n".join(line.rstrip() for line in s.split("\n")).strip("\n")
+    else:
+        s = _SPACES_RE.sub(" ", s).strip()
+    return cap(s, max_len)
+
+
+def cap(text: str, max_len: int) -> str:
+    """Return `text` cut to at most `max_len` characters, ending in an ellipsis when it was cut."""
+    if max_len < 1:
+        raise ValueError("max_len must be at least 1")
+    if len(text) <= max_len:
+        return text
+    return text[: max_len - 1].rstrip() + ELLIPSIS
+
+
+def _unprintable(c: str) -> str:
+    if c in " \t":
+        return c
+    if unicodedata.category(c).startswith("Z"):
+        return " "  # exotic spaces and line/paragraph separators are harmless as plain spaces
+    return "?"
+
+
+def neutralise(text: str) -> str:
+    """Return `text` with mention, link and invisible-character tricks defused, for any chat service.
+
+    Given text (ideally already `clean`ed), remove zero-width and bidi characters, turn `<` and `>`
+    into look-alike guillemets (kills Slack's and Discord's control sequences and HTML), turn `@`
+    before a name into a full-width at (no `@everyone`, `@here`, `@channel`, `@user`), split Markdown
+    links `[x](y)` into `[x] (y)`, and defang URLs: `http://evil.example/x` -> `hxxp://evil[.]example/x`,
+    `www.evil.example` -> `www[.]evil[.]example`. The result reads the same to a person and is
+    clickable and mentionable nowhere. Idempotent.
+    """
+    s = _INVISIBLE_RE.sub("", text)
+    s = s.translate(_ANGLES)
+    s = _AT_RE.sub("\uff20", s)
+    s = _MD_LINK_RE.sub("] (", s)
+    s = _URL_RE.sub(_defang_url, s)
+    s = _WWW_RE.sub(lambda m: "www[.]" + _defang_host(m.group(1)), s)
+    return s
+
+
+def _defang_host(host: str) -> str:
+    return host.replace("[.]", ".").replace(".", "[.]")
+
+
+def _defang_url(match: re.Match[str]) -> str:
+    scheme, host = match.group(1), match.group(2)
+    lower = scheme.lower()
+    if lower in _DEFANGED_SCHEMES.values():
+        new_scheme = scheme  # already defanged
+    elif lower in _DEFANGED_SCHEMES:
+        new_scheme = _DEFANGED_SCHEMES[lower]
+    else:
+        new_scheme = scheme + "[:]" if not scheme.endswith("[:]") else scheme
+    # Keep "www[.]" from the second pass: the host is defanged here already.
+    return f"{new_scheme}://{_defang_host(host)}"
+
+
+def safe_text(text: object, max_len: int = 500, *, keep_newlines: bool = False) -> str:
+    """Return `neutralise(clean(text, ...))` capped at `max_len`: the one call for text bound for a notification."""
+    return cap(neutralise(clean(text, max_len * 2, keep_newlines=keep_newlines)), max_len)
+
+
+def for_terminal(text: object, max_len: int | None = None) -> str:
+    """Return `text` with every control character shown as a visible escape, safe to print to a terminal.
+
+    ESC becomes `\\x1b`, a newline `\\n`, a tab `\\t`, other C0/C1 characters `\\xNN`, and invisible or
+    bidi characters `\\u200b`-style escapes, so an operator sees an injection attempt instead of
+    having the terminal obey it. Print the result with Rich markup off (`markup=False`). Optionally
+    capped at `max_len` characters.
+    """
+    if text is None:
+        return ""
+    s = text if isinstance(text, str) else str(text)
+    if not (s.isascii() and s.isprintable()):
+        s = "".join(_visible(c) for c in s)
+    return cap(s, max_len) if max_len is not None else s
+
+
+def _visible(c: str) -> str:
+    if c == "\n":
+        return "\\n"
+    if c == "\t":
+        return "\\t"
+    if c == "\r":
+        return "\\r"
+    code = ord(c)
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return f"\\x{code:02x}"
+    if c in _INVISIBLE or not c.isprintable() and unicodedata.category(c) != "Zs":
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return c
