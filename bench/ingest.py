@@ -27,13 +27,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PATHS = [
-    ("POST", "/api/chat", 200), ("POST", "/api/generate", 200), ("POST", "/v1/chat/completions", 200),
-    ("POST", "/api/embed", 200), ("GET", "/api/tags", 200), ("GET", "/", 200), ("GET", "/api/version", 200),
-    ("POST", "/api/show", 200), ("GET", "/api/ps", 200), ("POST", "/api/pull", 200), ("GET", "/v1/models", 200),
-    ("GET", "/.env", 404), ("POST", "/api/chat", 500), ("GET", "/api/tags?x=1", 401),
+    ("POST", "/api/chat", 200),
+    ("POST", "/api/generate", 200),
+    ("POST", "/v1/chat/completions", 200),
+    ("POST", "/api/embed", 200),
+    ("GET", "/api/tags", 200),
+    ("GET", "/", 200),
+    ("GET", "/api/version", 200),
+    ("POST", "/api/show", 200),
+    ("GET", "/api/ps", 200),
+    ("POST", "/api/pull", 200),
+    ("GET", "/v1/models", 200),
+    ("GET", "/.env", 404),
+    ("POST", "/api/chat", 500),
+    ("GET", "/api/tags?x=1", 401),
 ]
-AGENTS = ["python-requests/2.32.3", "ollama-python/0.4.7", "OpenAI/Python 1.54.0", "curl/8.5.0",
-          "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36", "Go-http-client/1.1", "-"]
+AGENTS = [
+    "python-requests/2.32.3",
+    "ollama-python/0.4.7",
+    "OpenAI/Python 1.54.0",
+    "curl/8.5.0",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+    "Go-http-client/1.1",
+    "-",
+]
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -49,7 +66,11 @@ def generate(path: Path, n: int, seed: int = 1) -> None:
         ts = start
         for i in range(n):
             method, route, status = PATHS[rng.randrange(len(PATHS))]
-            t = ts.strftime(f"%d/{MONTHS[ts.month - 1]}/%Y:%H:%M:%S +0000") if i % 50 == 0 or i == 0 else stamp_cache(ts)
+            t = (
+                ts.strftime(f"%d/{MONTHS[ts.month - 1]}/%Y:%H:%M:%S +0000")
+                if i % 50 == 0 or i == 0
+                else stamp_cache(ts)
+            )
             fh.write(
                 f'{chosen[i]} - - [{t}] "{method} {route} HTTP/1.1" {status} {rng.randrange(20, 90000)} '
                 f'"-" "{AGENTS[i % len(AGENTS)]}"\n'
@@ -69,9 +90,7 @@ def stamp_cache(ts: datetime) -> str:
     return _cache[key]
 
 
-BASELINE_RE = re.compile(
-    r'(\S+) \S+ \S+ \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"'
-)
+BASELINE_RE = re.compile(r'(\S+) \S+ \S+ \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"')
 
 
 def baseline(log: Path, db: Path) -> int:
@@ -114,7 +133,9 @@ def run_ingest(log: Path, workdir: Path) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(cfg), "ingest", "--format", "nginx", str(log)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -125,7 +146,9 @@ def run_ingest(log: Path, workdir: Path) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated log and databases")
     args = parser.parse_args()
@@ -135,7 +158,9 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(log, args.lines)
         size = log.stat().st_size
-        print(f"generated {args.lines:,} lines ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s: {log}")
+        print(
+            f"generated {args.lines:,} lines ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s: {log}"
+        )
 
         t0 = time.perf_counter()
         base_rows = baseline(log, workdir / "baseline.db")
@@ -144,9 +169,15 @@ def main() -> None:
 
         base_rate = args.lines / base_s
         ingest_rate = args.lines / ingest_s
-        print(f"baseline (regex + sqlite3.executemany, indexed): {base_s:6.2f}s  {base_rate:10,.0f} lines/s  ({base_rows:,} rows)")
-        print(f"ollama-monitor ingest (end to end, new process):  {ingest_s:6.2f}s  {ingest_rate:10,.0f} lines/s  ({stored:,} rows)")
-        print(f"ratio ingest/baseline: {ingest_rate / base_rate:.2f}x   (targets: >= 150,000 lines/s, >= 0.6x)")
+        print(
+            f"baseline (regex + sqlite3.executemany, indexed): {base_s:6.2f}s  {base_rate:10,.0f} lines/s  ({base_rows:,} rows)"
+        )
+        print(
+            f"ollama-monitor ingest (end to end, new process):  {ingest_s:6.2f}s  {ingest_rate:10,.0f} lines/s  ({stored:,} rows)"
+        )
+        print(
+            f"ratio ingest/baseline: {ingest_rate / base_rate:.2f}x   (targets: >= 150,000 lines/s, >= 0.6x)"
+        )
         if stored != args.lines:
             sys.exit(f"stored {stored:,} rows, expected {args.lines:,}")
     finally:

@@ -62,7 +62,9 @@ def _check_networks(values: list[str]) -> list[str]:
         except ValueError:
             bad.append(value)
     if bad:
-        raise ValueError(f"not an IP address or CIDR network: {', '.join(map(repr, bad))} (e.g. '10.0.0.0/8')")
+        raise ValueError(
+            f"not an IP address or CIDR network: {', '.join(map(repr, bad))} (e.g. '10.0.0.0/8')"
+        )
     return values
 
 
@@ -100,14 +102,19 @@ class SourceSettings(_Section):
     path: str | None = Field(default=None, description="Log file to follow.")
     journal_unit: str | None = Field(default=None, description="systemd unit to follow through journalctl.")
     format: Literal["auto", "ollama", "nginx", "apache", "caddy", "traefik", "haproxy"] = "auto"
-    timezone: str = Field(default="UTC", description="For lines without an offset; 'local' for the host's zone.")
-    trusted_proxies: list[str] = Field(default_factory=list, description="Peers whose forwarded-for is believed.")
+    timezone: str = Field(
+        default="UTC", description="For lines without an offset; 'local' for the host's zone."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Peers whose forwarded-for is believed."
+    )
     watch: Literal["auto", "inotify", "poll"] = "auto"
     start_at: Literal["end", "beginning"] = "end"
     docker: bool = Field(default=False, description="Lines are Docker json-file records (auto-detected too).")
     json_fields: JsonFields = Field(default_factory=JsonFields)
     proxy: bool | None = Field(
-        default=None, description="This source is a reverse proxy in front of Ollama (default: format != ollama)."
+        default=None,
+        description="This source is a reverse proxy in front of Ollama (default: format != ollama).",
     )
 
     @field_validator("trusted_proxies")
@@ -123,7 +130,9 @@ class SourceSettings(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin', 'UTC' or 'local')") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin', 'UTC' or 'local')"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -142,8 +151,12 @@ class KnownSettings(_Section):
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="CIDR networks whose requests are expected (known sources).",
     )
-    admins: list[str] = Field(default_factory=list, description="CIDR networks allowed to call management endpoints.")
-    names: dict[str, str] = Field(default_factory=dict, description="Friendly names: address or CIDR -> name.")
+    admins: list[str] = Field(
+        default_factory=list, description="CIDR networks allowed to call management endpoints."
+    )
+    names: dict[str, str] = Field(
+        default_factory=dict, description="Friendly names: address or CIDR -> name."
+    )
 
     @field_validator("allow", "admins")
     @classmethod
@@ -160,8 +173,12 @@ class KnownSettings(_Section):
 class RuleSettings(_Section):
     disabled: list[str] = Field(default_factory=list, description="Rule ids to switch off.")
     cooldown_minutes: int = Field(default=60, ge=0, description="One alert per rule and source per cooldown.")
-    cooldowns: dict[str, int] = Field(default_factory=dict, description="Per-rule cooldown overrides (minutes).")
-    auth_failures_threshold: int = Field(default=20, ge=1, description="401/403 responses from one source in 10 minutes.")
+    cooldowns: dict[str, int] = Field(
+        default_factory=dict, description="Per-rule cooldown overrides (minutes)."
+    )
+    auth_failures_threshold: int = Field(
+        default=20, ge=1, description="401/403 responses from one source in 10 minutes."
+    )
 
     @field_validator("disabled")
     @classmethod
@@ -184,26 +201,38 @@ class RuleSettings(_Section):
 
 
 class DetectorSettings(_Section):
-    model_dir: str = Field(default="models", description="Where trained models are saved (relative to the working dir).")
+    model_dir: str = Field(
+        default="models", description="Where trained models are saved (relative to the working dir)."
+    )
     window_minutes: int = Field(default=60, ge=5, le=1440, description="Feature window length.")
     history_days: int = Field(default=14, ge=1, description="Trailing history used for training.")
     min_windows: int = Field(default=256, ge=32, description="Windows needed before the forest is trained.")
     retrain_hours: int = Field(default=24, ge=1, description="How often the daemon retrains.")
     threshold_quantile: float = Field(
-        default=0.002, gt=0, lt=0.5, description="Share of training windows scored anomalous (calibrates the threshold)."
+        default=0.002,
+        gt=0,
+        lt=0.5,
+        description="Share of training windows scored anomalous (calibrates the threshold).",
     )
-    guard_factor: float = Field(default=3.0, ge=1.0, description="A feature this many times its training p99 is flagged.")
+    guard_factor: float = Field(
+        default=3.0, ge=1.0, description="A feature this many times its training p99 is flagged."
+    )
     random_state: int = 42
 
 
 class AlertSettings(_Section):
-    urls: list[str] = Field(default_factory=list, description="apprise URLs; they hold secrets and are never logged.")
+    urls: list[str] = Field(
+        default_factory=list, description="apprise URLs; they hold secrets and are never logged."
+    )
     config_file: str | None = Field(default=None, description="An apprise config file (YAML/text) with tags.")
     min_severity: Literal["info", "warning", "critical"] = "warning"
     routes: dict[str, list[str]] = Field(
-        default_factory=dict, description="Severity -> apprise tags to notify, e.g. critical = ['email', 'slack']."
+        default_factory=dict,
+        description="Severity -> apprise tags to notify, e.g. critical = ['email', 'slack'].",
     )
-    digest_threshold: int = Field(default=5, ge=1, description="More alerts than this in digest_seconds become one digest.")
+    digest_threshold: int = Field(
+        default=5, ge=1, description="More alerts than this in digest_seconds become one digest."
+    )
     digest_seconds: int = Field(default=60, ge=1)
     max_per_hour: int = Field(default=30, ge=1, description="Global cap on messages per hour.")
     retry_max_hours: int = Field(default=48, ge=1, description="Give up on a notification after this long.")
@@ -219,14 +248,22 @@ class AlertSettings(_Section):
 
 class RetentionSettings(_Section):
     requests_days: int = Field(default=90, ge=1, description="Raw requests kept this long.")
-    windows_days: int = Field(default=400, ge=1, description="Per-window aggregates and alerts kept this long.")
+    windows_days: int = Field(
+        default=400, ge=1, description="Per-window aggregates and alerts kept this long."
+    )
 
 
 class DaemonSettings(_Section):
-    poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Safety-net poll interval of file sources.")
+    poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Safety-net poll interval of file sources."
+    )
     batch_lines: int = Field(default=5000, ge=1, description="Most lines read from one source per wake-up.")
-    metrics_address: str = Field(default="", description="host:port for Prometheus metrics (loopback), empty: off.")
-    stuck_minutes: int = Field(default=10, ge=1, description="`status` fails when the daemon has not checked in for this long.")
+    metrics_address: str = Field(
+        default="", description="host:port for Prometheus metrics (loopback), empty: off."
+    )
+    stuck_minutes: int = Field(
+        default=10, ge=1, description="`status` fails when the daemon has not checked in for this long."
+    )
 
 
 class SummarySettings(_Section):
@@ -294,7 +331,9 @@ def parse_toml(text: str, origin: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: not valid TOML", [f"(syntax): {exc}"], hint="check quoting and brackets") from None
+        raise ConfigError(
+            f"{origin}: not valid TOML", [f"(syntax): {exc}"], hint="check quoting and brackets"
+        ) from None
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:

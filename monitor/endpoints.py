@@ -38,7 +38,14 @@ INFERENCE_PATHS = frozenset(
 ENUMERATION_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps", "/api/show", "/v1/models"})
 MANAGEMENT_PATHS = frozenset({"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete"})
 ACCOUNT_PATHS = frozenset(
-    {"/api/me", "/api/signout", "/api/experimental/web_search", "/api/experimental/web_fetch", "/api/web_search", "/api/web_fetch"}
+    {
+        "/api/me",
+        "/api/signout",
+        "/api/experimental/web_search",
+        "/api/experimental/web_fetch",
+        "/api/web_search",
+        "/api/web_fetch",
+    }
 )
 ACCOUNT_PREFIXES = ("/api/user/keys/", "/api/experimental/")
 MANAGEMENT_PREFIXES = ("/api/blobs/",)

@@ -22,7 +22,9 @@ class Notifier:
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         owned = not pid or pid == str(os.getpid())
-        self.watchdog_seconds: float | None = int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 and owned else None
+        self.watchdog_seconds: float | None = (
+            int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 and owned else None
+        )
         self._sock: socket.socket | None = None
 
     @property

@@ -17,7 +17,11 @@ CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment whose HOME and XDG_STATE_HOME live under tmp_path, with no config in the way."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_MONITOR_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OLLAMA_MONITOR_", "NOTIFY_SOCKET", "WATCHDOG_"))
+    }
     env["HOME"] = str(tmp_path / "home")
     env["XDG_STATE_HOME"] = str(tmp_path / "state")
     env.pop("STATE_DIRECTORY", None)
@@ -30,12 +34,21 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def cli(tmp_path: Path) -> CliRunner:
     """Run `python -m monitor ARGS...` in tmp_path (so ./config/monitor.toml is not picked up)."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 120, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        input: str | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "monitor", *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
-            env=env or isolated_env(tmp_path), cwd=cwd or tmp_path,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or isolated_env(tmp_path),
+            cwd=cwd or tmp_path,
         )
 
     return run

@@ -44,7 +44,11 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
     for leaf in ("monitor.records", "monitor.errors"):
         ours = {i for i in mods[leaf] if i.startswith("monitor")}
         assert not ours, f"{leaf} imports {ours}"
-    ours = {i.rsplit(".", 1)[0] if i.count(".") > 1 else i for i in mods["monitor.config"] if i.startswith("monitor")}
+    ours = {
+        i.rsplit(".", 1)[0] if i.count(".") > 1 else i
+        for i in mods["monitor.config"]
+        if i.startswith("monitor")
+    }
     assert ours <= {"monitor.errors", "monitor.records", "monitor"}, ours
 
 

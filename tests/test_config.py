@@ -25,9 +25,14 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         return set(model.model_fields)
 
     sections = {
-        "database": config.DatabaseSettings, "known": config.KnownSettings, "rules": config.RuleSettings,
-        "detector": config.DetectorSettings, "alerts": config.AlertSettings, "retention": config.RetentionSettings,
-        "daemon": config.DaemonSettings, "summary": config.SummarySettings,
+        "database": config.DatabaseSettings,
+        "known": config.KnownSettings,
+        "rules": config.RuleSettings,
+        "detector": config.DetectorSettings,
+        "alerts": config.AlertSettings,
+        "retention": config.RetentionSettings,
+        "daemon": config.DaemonSettings,
+        "summary": config.SummarySettings,
     }
     for section, model in sections.items():
         assert f"[{section}]" in text
@@ -54,8 +59,17 @@ def test_every_problem_is_reported_with_its_key_path() -> None:
     with pytest.raises(ConfigError) as info:
         config.validate(bad, "test.toml")
     problems = "\n".join(info.value.problems)
-    for path in ("database.url", "sources[0].format", "sources[0].timezone", "sources[1]", "sources[2].trusted_proxies",
-                 "known.allow", "rules.disabled", "detector.window_minutes", "typo_section"):
+    for path in (
+        "database.url",
+        "sources[0].format",
+        "sources[0].timezone",
+        "sources[1]",
+        "sources[2].trusted_proxies",
+        "known.allow",
+        "rules.disabled",
+        "detector.window_minutes",
+        "typo_section",
+    ):
         assert path in problems, f"{path} missing from:\n{problems}"
     assert info.value.exit_code == 78
 
@@ -87,8 +101,10 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_redaction_hides_secrets() -> None:
     settings = config.validate(
-        {"database": {"url": "postgresql://mon:hunter2@db/monitor"},
-         "alerts": {"urls": ["slack://T000/B000/XXXXSECRET", "mailto://u:pw@example.com"]}}
+        {
+            "database": {"url": "postgresql://mon:hunter2@db/monitor"},
+            "alerts": {"urls": ["slack://T000/B000/XXXXSECRET", "mailto://u:pw@example.com"]},
+        }
     )
     shown = str(config.redacted(settings))
     assert "hunter2" not in shown and "XXXXSECRET" not in shown and "pw@" not in shown

@@ -41,7 +41,9 @@ def cfg(tmp_path: Path) -> tuple[Path, Path]:
     return write_config(tmp_path / "monitor.toml", db), db
 
 
-def test_ingest_stores_every_request_and_is_idempotent(cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]) -> None:
+def test_ingest_stores_every_request_and_is_idempotent(
+    cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]
+) -> None:
     config, db = cfg
     log = tmp_path / "access.log"
     nginx_log(log)
@@ -49,8 +51,20 @@ def test_ingest_stores_every_request_and_is_idempotent(cli: CliRunner, tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert "300 stored" in proc.stdout and "lines/s" in proc.stdout
     assert rows(db) == [(300,)]
-    first = rows(db, "SELECT ts, client_ip, method, path, status, bytes_sent, user_agent, source FROM requests ORDER BY id LIMIT 3")
-    assert first[0] == ("2025-03-21 08:52:32.000000", "10.0.0.7", "POST", "/api/chat", 200, 512, "python-requests/2.32", "access")
+    first = rows(
+        db,
+        "SELECT ts, client_ip, method, path, status, bytes_sent, user_agent, source FROM requests ORDER BY id LIMIT 3",
+    )
+    assert first[0] == (
+        "2025-03-21 08:52:32.000000",
+        "10.0.0.7",
+        "POST",
+        "/api/chat",
+        200,
+        512,
+        "python-requests/2.32",
+        "access",
+    )
     assert first[2][:2] == ("2025-03-21 07:52:34.000000", "2001:db8::1")  # +0100 -> UTC
 
     again = cli("--config", str(config), "ingest", str(log))
@@ -75,18 +89,25 @@ def test_ingest_stores_every_request_and_is_idempotent(cli: CliRunner, tmp_path:
     assert rows(db) == [(301,)]
 
 
-def test_ingest_keeps_rejects_and_survives_bad_bytes(cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]) -> None:
+def test_ingest_keeps_rejects_and_survives_bad_bytes(
+    cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]
+) -> None:
     config, db = cfg
     log = tmp_path / "mixed.log"
     good = LINES[0].encode()
-    content = b"\n".join([
-        good,
-        b"this is not an access log line at all",
-        LINES[1].encode().replace(b"zgrab", b"zg\xff\xferab"),  # invalid UTF-8 in the user agent
-        b"\x00\x00 nul bytes \x00 in a line",
-        b"A" * (10 * 1024 * 1024),  # a 10 MB line
-        LINES[2].encode(),
-    ]) + b"\n"
+    content = (
+        b"\n".join(
+            [
+                good,
+                b"this is not an access log line at all",
+                LINES[1].encode().replace(b"zgrab", b"zg\xff\xferab"),  # invalid UTF-8 in the user agent
+                b"\x00\x00 nul bytes \x00 in a line",
+                b"A" * (10 * 1024 * 1024),  # a 10 MB line
+                LINES[2].encode(),
+            ]
+        )
+        + b"\n"
+    )
     log.write_bytes(content)
     proc = cli("--config", str(config), "ingest", "--format", "nginx", str(log), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -114,7 +135,9 @@ def test_check_reports_counts_and_escapes_rejects(cli: CliRunner, tmp_path: Path
     assert not (tmp_path / "state").exists()
 
 
-def test_binary_and_missing_files_give_one_clear_error(cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]) -> None:
+def test_binary_and_missing_files_give_one_clear_error(
+    cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]
+) -> None:
     config, db = cfg
     binary = tmp_path / "program"
     shutil.copy(sys.executable, binary)
@@ -175,7 +198,9 @@ def test_unreadable_log_and_read_only_database_dir(world_dir: Path) -> None:
     assert "not writable" in proc.stderr and str(ro) in proc.stderr
 
 
-def test_nothing_stored_is_lost_when_a_later_file_fails(cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]) -> None:
+def test_nothing_stored_is_lost_when_a_later_file_fails(
+    cli: CliRunner, tmp_path: Path, cfg: tuple[Path, Path]
+) -> None:
     config, db = cfg
     log = tmp_path / "good.log"
     nginx_log(log, 50)

@@ -37,7 +37,7 @@ def test_readme_install_steps(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "systemctl.calls"
-    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
     (bin_dir / "systemctl").chmod(0o755)
     deps = site.getsitepackages()[0]
     script = ["set -eux"]
@@ -53,15 +53,22 @@ def test_readme_install_steps(tmp_path: Path) -> None:
             # The installed unit names the real ExecStart path; point it at the scratch install.
             for unit in ("ollama-monitor.service", "ollama-monitor-summary.service"):
                 path = root / "etc" / "systemd" / "system" / unit
-                script.append(f"sed -i 's#/opt/#{root}/opt/#g; s#/etc/ollama-monitor#{root}/etc/ollama-monitor#g' {path}")
+                script.append(
+                    f"sed -i 's#/opt/#{root}/opt/#g; s#/etc/ollama-monitor#{root}/etc/ollama-monitor#g' {path}"
+                )
         script.append(step)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
-    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK" in proc.stdout  # config validate
     assert (root / "etc" / "ollama-monitor" / "monitor.toml").is_file()
     assert "enable --now ollama-monitor.service ollama-monitor-summary.timer" in calls.read_text()
-    installed = subprocess.run([f"{root}/opt/ollama-monitor/bin/ollama-monitor", "--version"], capture_output=True,
-                               text=True, env=env)
+    installed = subprocess.run(
+        [f"{root}/opt/ollama-monitor/bin/ollama-monitor", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert installed.returncode == 0 and "ollama-monitor" in installed.stdout

@@ -97,7 +97,9 @@ def test_every_format_has_samples() -> None:
     assert not missing, f"formats with fewer than {MIN_SAMPLES} annotated request samples: {missing}"
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=[f"{s.file.parent.name}/{s.file.name}:{s.lineno}" for s in SAMPLES])
+@pytest.mark.parametrize(
+    "sample", SAMPLES, ids=[f"{s.file.parent.name}/{s.file.name}:{s.lineno}" for s in SAMPLES]
+)
 def test_sample(sample: Sample) -> None:
     decoder = _decoder(sample)
     result = decoder.decode(sample.line)
@@ -116,7 +118,9 @@ def test_sample(sample: Sample) -> None:
     if want_format is not None:
         assert decoder.detected == want_format, f"{where}: detected {decoder.detected}, want {want_format}"
     got = result._asdict()
-    assert got["ts"].utcoffset() is not None and got["ts"].utcoffset().total_seconds() == 0, f"{where}: ts not UTC"
+    assert got["ts"].utcoffset() is not None and got["ts"].utcoffset().total_seconds() == 0, (
+        f"{where}: ts not UTC"
+    )
     for key, want in expected.items():
         value = got[key]
         if key == "ts":

@@ -19,8 +19,20 @@ T0 = datetime(2025, 3, 21, 8, 52, 32, tzinfo=UTC)
 
 def _requests(n: int) -> list[tuple[int, Request]]:
     return [
-        (i * 100, Request(T0 + timedelta(seconds=i), f"10.0.0.{i % 5}", "POST", f"/api/chat?i={i}", 200, 12.5, 100, "ua",
-                          None if i % 2 else "198.51.100.7"))
+        (
+            i * 100,
+            Request(
+                T0 + timedelta(seconds=i),
+                f"10.0.0.{i % 5}",
+                "POST",
+                f"/api/chat?i={i}",
+                200,
+                12.5,
+                100,
+                "ua",
+                None if i % 2 else "198.51.100.7",
+            ),
+        )
         for i in range(n)
     ]
 
@@ -29,7 +41,9 @@ def exercise(store: Store) -> None:
     fid = store.file_id("nginx", "fp1", "/var/log/nginx/access.log")
     assert store.file_id("nginx", "fp1", "/var/log/nginx/access.log.1") == fid  # same content, same file
     batch = _requests(50)
-    result = store.add_batch("nginx", fid, batch, [(9999, "bad line", "x" * 5000)], Checkpoint("nginx", "fp1", 5000, "/p"))
+    result = store.add_batch(
+        "nginx", fid, batch, [(9999, "bad line", "x" * 5000)], Checkpoint("nginx", "fp1", 5000, "/p")
+    )
     assert (result.inserted, result.duplicates) == (50, 0)
     # Replaying the same batch (a crash before the caller saw the commit) adds nothing.
     again = store.add_batch("nginx", fid, batch[:30], [], Checkpoint("nginx", "fp1", 3000, "/p"))

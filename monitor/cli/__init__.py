@@ -34,7 +34,18 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("config_cmd", "logs", "status", "sources", "detect", "alerts", "summary", "audit", "daemon", "demo"):
+    for name in (
+        "config_cmd",
+        "logs",
+        "status",
+        "sources",
+        "detect",
+        "alerts",
+        "summary",
+        "audit",
+        "daemon",
+        "demo",
+    ):
         try:
             module = importlib.import_module(f"monitor.cli.{name}")
         except ModuleNotFoundError as exc:

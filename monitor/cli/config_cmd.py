@@ -62,7 +62,11 @@ def _to_toml(data: dict[str, object]) -> str:
                 lines.append(f"[[{key}]]")
                 for k, v in item.items():
                     if isinstance(v, dict):
-                        lines.append(f"{k} = {{ " + ", ".join(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()) + " }")
+                        lines.append(
+                            f"{k} = {{ "
+                            + ", ".join(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+                            + " }"
+                        )
                     else:
                         lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines).strip()

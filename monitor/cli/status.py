@@ -40,19 +40,21 @@ def collect(env: Env, now: datetime | None = None) -> dict[str, Any]:
                 size = os.path.getsize(src.path)
                 lag = max(0, size - int(newest["position"])) if size >= int(newest["position"]) else size
             last_ts = max((c["last_line_ts"] for c in mine if c["last_line_ts"]), default=None)
-            sources.append({
-                "name": src.name,
-                "origin": src.path or f"journal:{src.journal_unit}",
-                "format": src.format,
-                "position": int(newest["position"]) if newest else None,
-                "cursor": newest["cursor"] if newest else None,
-                "lag_bytes": lag,
-                "last_line_ts": last_ts.isoformat() if last_ts else None,
-                "lines_today": today.get(src.name, 0),
-                "lines_total": sum(int(c["lines"]) for c in mine),
-                "rejects": sum(int(c["rejected"]) for c in mine),
-                "files": len(mine),
-            })
+            sources.append(
+                {
+                    "name": src.name,
+                    "origin": src.path or f"journal:{src.journal_unit}",
+                    "format": src.format,
+                    "position": int(newest["position"]) if newest else None,
+                    "cursor": newest["cursor"] if newest else None,
+                    "lag_bytes": lag,
+                    "last_line_ts": last_ts.isoformat() if last_ts else None,
+                    "lines_today": today.get(src.name, 0),
+                    "lines_total": sum(int(c["lines"]) for c in mine),
+                    "rejects": sum(int(c["rejected"]) for c in mine),
+                    "files": len(mine),
+                }
+            )
         heartbeat = as_utc(store.get_meta("daemon.heartbeat"))
         stopped = as_utc(store.get_meta("daemon.stopped_at"))
         stuck_after = timedelta(minutes=settings.daemon.stuck_minutes)
@@ -76,11 +78,17 @@ def collect(env: Env, now: datetime | None = None) -> dict[str, Any]:
             },
             "sources": sources,
             "model": model_state(Path(settings.detector.model_dir)),
-            "outbox": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0),
-                       "sent": outbox.get("sent", 0)},
+            "outbox": {
+                "pending": outbox.get("pending", 0),
+                "failed": outbox.get("failed", 0),
+                "sent": outbox.get("sent", 0),
+            },
             "alerts_last_24h": status_queries.alerts_since(store, now - timedelta(hours=24)),
-            "database": {"url": _db_label(settings.database.url), "size_bytes": store.database_size(),
-                         "requests": store.count_requests()},
+            "database": {
+                "url": _db_label(settings.database.url),
+                "size_bytes": store.database_size(),
+                "requests": store.count_requests(),
+            },
         }
     finally:
         store.close()
@@ -89,7 +97,11 @@ def collect(env: Env, now: datetime | None = None) -> dict[str, Any]:
 
 def model_state(model_dir: Path) -> dict[str, Any]:
     """Summarise the newest model metadata file in model_dir, or say there is none."""
-    metas = sorted(model_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if model_dir.is_dir() else []
+    metas = (
+        sorted(model_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if model_dir.is_dir()
+        else []
+    )
     for path in metas:
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
@@ -105,7 +117,10 @@ def model_state(model_dir: Path) -> dict[str, Any]:
             "threshold": meta.get("threshold"),
             "features": len(meta.get("features", [])) or None,
         }
-    return {"trained": False, "note": "no trained model yet: rules only until enough history (ollama-monitor train)"}
+    return {
+        "trained": False,
+        "note": "no trained model yet: rules only until enough history (ollama-monitor train)",
+    }
 
 
 def _float(value: str | None) -> float | None:
@@ -153,25 +168,37 @@ def _print(env: Env, data: dict[str, Any]) -> None:
         table = Table("source", "origin", "position", "lag", "last line", "today", "total", "rejects")
         for s in data["sources"]:
             table.add_row(
-                s["name"], s["origin"], "-" if s["position"] is None else f"{s['position']:,}",
-                "-" if s["lag_bytes"] is None else f"{s['lag_bytes']:,} B", s["last_line_ts"] or "-",
-                f"{s['lines_today']:,}", f"{s['lines_total']:,}", f"{s['rejects']:,}",
+                s["name"],
+                s["origin"],
+                "-" if s["position"] is None else f"{s['position']:,}",
+                "-" if s["lag_bytes"] is None else f"{s['lag_bytes']:,} B",
+                s["last_line_ts"] or "-",
+                f"{s['lines_today']:,}",
+                f"{s['lines_total']:,}",
+                f"{s['rejects']:,}",
             )
         out.print(table)
     else:
-        out.print("sources: none configured (add [[sources]] to the config; see config/monitor.example.toml)", markup=False)
+        out.print(
+            "sources: none configured (add [[sources]] to the config; see config/monitor.example.toml)",
+            markup=False,
+        )
     m = data["model"]
     if m["trained"]:
         out.print(f"model: trained {m['trained_at']} on {m['windows']} windows, threshold {m['threshold']}")
     else:
         out.print(f"model: {m['note']}", markup=False)
     o = data["outbox"]
-    out.print(f"outbox: {o['pending']} pending, {o['failed']} failed, {o['sent']} sent; "
-              f"alerts in the last 24 h: {data['alerts_last_24h']}")
+    out.print(
+        f"outbox: {o['pending']} pending, {o['failed']} failed, {o['sent']} sent; "
+        f"alerts in the last 24 h: {data['alerts_last_24h']}"
+    )
     db = data["database"]
     size = db["size_bytes"]
-    out.print(f"database: {db['url']} ({db['requests']:,} requests"
-              + (f", {size / 1e6:.1f} MB)" if size else ")"), markup=False)
+    out.print(
+        f"database: {db['url']} ({db['requests']:,} requests" + (f", {size / 1e6:.1f} MB)" if size else ")"),
+        markup=False,
+    )
 
 
 COMMANDS = [status]

@@ -19,7 +19,10 @@ def requests_since_by_source(store: Store, since: datetime) -> dict[str, int]:
 def outbox_counts(store: Store) -> dict[str, int]:
     o = schema.outbox
     with store.engine.connect() as conn:
-        return {str(state): int(n) for state, n in conn.execute(select(o.c.state, func.count()).group_by(o.c.state))}
+        return {
+            str(state): int(n)
+            for state, n in conn.execute(select(o.c.state, func.count()).group_by(o.c.state))
+        }
 
 
 def alerts_since(store: Store, since: datetime) -> int:
