@@ -371,6 +371,29 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
+    # --- retention ------------------------------------------------------------------------------------
+    def prune(self, requests_before: datetime, windows_before: datetime, chunk: int = 50_000) -> dict[str, int]:
+        """Delete raw requests and rejects older than `requests_before`, and windows, alerts and
+        delivered or abandoned outbox rows older than `windows_before`. Deletes in chunks so a large
+        first prune never holds the write lock for long. Return the rows deleted per table."""
+        r, rj, w, a, o = schema.requests, schema.rejects, schema.windows, schema.alerts, schema.outbox
+        counts = {"requests": 0, "rejects": 0, "windows": 0, "alerts": 0, "outbox": 0}
+        while True:
+            with self.engine.begin() as conn:
+                ids = select(r.c.id).where(r.c.ts < requests_before).limit(chunk).scalar_subquery()
+                n = conn.execute(r.delete().where(r.c.id.in_(ids))).rowcount
+            counts["requests"] += n
+            if n < chunk:
+                break
+        with self.engine.begin() as conn:
+            counts["rejects"] = conn.execute(rj.delete().where(rj.c.seen_at < requests_before)).rowcount
+            counts["windows"] = conn.execute(w.delete().where(w.c.window_start < windows_before)).rowcount
+            counts["alerts"] = conn.execute(a.delete().where(a.c.ts < windows_before)).rowcount
+            counts["outbox"] = conn.execute(
+                o.delete().where(o.c.state.in_(("sent", "failed")), o.c.created_at < windows_before)
+            ).rowcount
+        return counts
+
     # --- approvals (known sources kept in the database) -------------------------------------------------
     def approvals(self) -> list[dict[str, Any]]:
         a = schema.approvals

@@ -1,0 +1,520 @@
+"""The weekly usage summary: who used the server in a period, how much, and what looked wrong.
+
+`build(store, settings, since, until)` reads the period's requests with one `pandas.read_sql` (the SQL is
+in `monitor.store.summary_queries`), aggregates them with vectorised numpy/pandas operations and returns
+a `Summary`: plain frozen data that `monitor.summary_render` turns into text, Markdown, HTML or JSON.
+A week of a million requests takes a few seconds (bench/summary.py).
+
+The Summary holds log text (paths, addresses) exactly as stored: it is attacker-controlled, and each
+renderer escapes it for its medium. Times are UTC; days and hours of day are UTC days and hours.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.config import Settings
+from monitor.endpoints import Category, classify, normalise
+from monitor.errors import MonitorError
+from monitor.known import KnownSources, Status
+from monitor.store import summary_queries as q
+
+if TYPE_CHECKING:
+    from monitor.store import Store
+
+SCHEMA_VERSION = 1
+STATUSES = (Status.ADMIN.value, Status.KNOWN.value, Status.APPROVED.value, Status.UNKNOWN.value)
+CATEGORIES = tuple(c.value for c in Category)  # inference, enumeration, management, account, other
+TOP_ENDPOINTS = 15
+_US_PER_HOUR = 3_600_000_000
+_US_PER_DAY = 24 * _US_PER_HOUR
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Counts over a period. `error_rate` is errors / requests (0 when there are no requests)."""
+
+    requests: int = 0
+    sources: int = 0
+    inference: int = 0
+    enumeration: int = 0
+    management: int = 0
+    account: int = 0
+    other: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    bytes_sent: int = 0
+
+
+@dataclass(frozen=True)
+class SourceUsage:
+    """One client address over the period. `bytes_sent` is None when no line of it carried a size."""
+
+    client_ip: str
+    status: str
+    name: str | None
+    requests: int
+    inference: int
+    enumeration: int
+    management: int
+    account: int
+    other: int
+    errors_4xx: int
+    errors_5xx: int
+    error_rate: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    bytes_sent: int | None
+    active_hours: int
+    first_seen: datetime  # first request ever stored from this address
+    last_seen: datetime  # last request in the period
+    new: bool  # first seen in this period
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    """Requests on one UTC day, by the status of their source."""
+
+    day: date
+    admin: int = 0
+    known: int = 0
+    approved: int = 0
+    unknown: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.admin + self.known + self.approved + self.unknown
+
+
+@dataclass(frozen=True)
+class EndpointUsage:
+    """A (method, route) pair: the route is the logged path without its query string."""
+
+    method: str
+    route: str
+    category: str
+    requests: int
+    sources: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class AlertEntry:
+    ts: datetime
+    rule: str
+    severity: str
+    title: str
+    message: str
+    client_ips: tuple[str, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The detector as its newest metadata file describes it, and its verdicts in the period."""
+
+    present: bool
+    file: str | None = None
+    updated_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    scored_windows: int = 0
+    anomalous_windows: int = 0
+    problem: str | None = None  # why the metadata could not be read, if it could not
+
+
+@dataclass(frozen=True)
+class Summary:
+    generated_at: datetime
+    since: datetime
+    until: datetime
+    totals: Totals
+    previous: Totals
+    sources: list[SourceUsage]
+    daily: list[DayUsage]
+    hourly: list[int]  # 24 counts, UTC hour of day
+    heatmap: list[list[int]]  # 7 rows (Monday first) x 24 UTC hours
+    endpoints: list[EndpointUsage]
+    alerts: list[AlertEntry]
+    model: ModelState
+
+    @property
+    def days(self) -> float:
+        return (self.until - self.since) / timedelta(days=1)
+
+    @property
+    def new_sources(self) -> list[SourceUsage]:
+        return [s for s in self.sources if s.new]
+
+    def change(self, key: str) -> float | None:
+        """Percent change of a Totals field against the previous period (None when that was 0)."""
+        before = float(getattr(self.previous, key))
+        now = float(getattr(self.totals, key))
+        if before == 0:
+            return None
+        return (now - before) / before * 100.0
+
+
+# --- the period ---------------------------------------------------------------------------------------
+
+
+def period(days: int, since: date | None = None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Return the UTC period [since, until) to summarise.
+
+    With `since` (a date), the period starts at its midnight UTC and lasts `days` days. Without it, it
+    is the `days` days that end now (the weekly timer runs just after midnight UTC on Mondays).
+    """
+    if days < 1:
+        raise MonitorError(f"--days must be at least 1 (got {days})")
+    if since is not None:
+        start = datetime.combine(since, time(0), tzinfo=UTC)
+        return start, start + timedelta(days=days)
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    return end - timedelta(days=days), end
+
+
+def parse_since(text: str, today: date) -> date:
+    """Parse `--since`: a date (YYYY-MM-DD) or `-Nd`, the midnight UTC N days before `today`.
+
+    `-7d` on a Monday is the previous Monday, which is what the weekly timer passes. Raise MonitorError
+    for anything else.
+    """
+    value = text.strip()
+    if value.startswith("-") and value.endswith("d") and value[1:-1].isdigit():
+        return today - timedelta(days=int(value[1:-1]))
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise MonitorError(
+            f"--since: {value!r} is neither a date (YYYY-MM-DD) nor a number of days ago (-7d)"
+        ) from None
+
+
+# --- building -----------------------------------------------------------------------------------------
+
+
+def load_requests(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
+    """Return the period's requests as a frame: ts (datetime64 UTC), client_ip, method, path, status,
+    latency_ms, bytes_sent."""
+    with q.requests_source(store, since, until) as (conn, query, params):
+        frame = pd.read_sql(query, conn, params=params)
+    # SQLite hands timestamps back as text; one vectorised parse is far cheaper than parse_dates' fallback.
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    return frame
+
+
+def build(
+    store: Store,
+    settings: Settings,
+    since: datetime,
+    until: datetime,
+    *,
+    now: datetime | None = None,
+    frame: pd.DataFrame | None = None,
+) -> Summary:
+    """Given a store and a UTC period [since, until), return its Summary.
+
+    `frame` may carry the period's requests already loaded (load_requests); `now` stamps the summary.
+    """
+    frame = load_requests(store, since, until) if frame is None else frame
+    known = KnownSources(settings.known, q.approved_networks(store))
+    ever = q.first_seen(store, frame["client_ip"].unique()) if len(frame) else {}
+    scored, flagged = q.anomalous_windows(store, since, until)
+    totals, sources, daily, hourly, heatmap, endpoints = _aggregate(frame, known, ever, since, until)
+    return Summary(
+        generated_at=(now or datetime.now(UTC)).astimezone(UTC),
+        since=since,
+        until=until,
+        totals=totals,
+        previous=_previous_totals(store, since - (until - since), since),
+        sources=sources,
+        daily=daily,
+        hourly=hourly,
+        heatmap=heatmap,
+        endpoints=endpoints,
+        alerts=[_alert(a) for a in q.period_alerts(store, since, until)],
+        model=model_state(Path(settings.detector.model_dir), scored, flagged),
+    )
+
+
+def _aggregate(
+    frame: pd.DataFrame, known: KnownSources, ever: dict[str, datetime], since: datetime, until: datetime
+) -> tuple[Totals, list[SourceUsage], list[DayUsage], list[int], list[list[int]], list[EndpointUsage]]:
+    n = len(frame)
+    first_day = since.date()
+    day_count = (until - timedelta(microseconds=1)).date().toordinal() - first_day.toordinal() + 1
+    if n == 0:
+        empty_days = [DayUsage(first_day + timedelta(days=i)) for i in range(day_count)]
+        return Totals(), [], empty_days, [0] * 24, [[0] * 24 for _ in range(7)], []
+
+    ip_code, ips = pd.factorize(frame["client_ip"], sort=False)
+    n_ips = len(ips)
+    status_of_ip = np.array([STATUSES.index(known.status(str(ip)).value) for ip in ips], dtype=np.int64)
+
+    # Categories and routes are decided once per distinct (method, path), not once per row.
+    m_code, methods = pd.factorize(frame["method"].fillna(""), sort=False)
+    p_code, paths = pd.factorize(frame["path"].fillna(""), sort=False)
+    pair_key = m_code.astype(np.int64) * len(paths) + p_code
+    pair_of_row, pairs = pd.factorize(pair_key, sort=False)
+    pair_method = [str(methods[k // len(paths)]) for k in pairs]
+    pair_path = [str(paths[k % len(paths)]) for k in pairs]
+    pair_cat = np.array(
+        [
+            CATEGORIES.index(classify(m or None, p or None).value)
+            for m, p in zip(pair_method, pair_path, strict=True)
+        ]
+    )
+    cat = pair_cat[pair_of_row]
+
+    status = frame["status"].to_numpy(dtype=np.float64, na_value=np.nan)
+    is_4xx = (status >= 400) & (status < 500)
+    is_5xx = status >= 500
+    errors = is_4xx | is_5xx
+    latency = frame["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    size = frame["bytes_sent"].to_numpy(dtype=np.float64, na_value=np.nan)
+    has_size = ~np.isnan(size)
+    ts_us = frame["ts"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+
+    def per_ip(weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(ip_code, weights=weights, minlength=n_ips)
+
+    requests = per_ip()
+    by_cat = np.bincount(ip_code * len(CATEGORIES) + cat, minlength=n_ips * len(CATEGORIES)).reshape(
+        n_ips, -1
+    )
+    n4 = per_ip(is_4xx.astype(np.float64))
+    n5 = per_ip(is_5xx.astype(np.float64))
+    bytes_ip = per_ip(np.where(has_size, size, 0.0))
+    sized_ip = per_ip(has_size.astype(np.float64))
+    hour_abs = ts_us // _US_PER_HOUR
+    hour_rel = hour_abs - hour_abs.min()
+    span = int(hour_rel.max()) + 1
+    active_hours = np.bincount(pd.unique(ip_code.astype(np.int64) * span + hour_rel) // span, minlength=n_ips)
+    stamps = pd.DataFrame({"ip": ip_code, "ts": ts_us, "lat": latency})
+    grouped = stamps.groupby("ip", sort=True)
+    last_us = grouped["ts"].max().to_numpy()
+    first_us = grouped["ts"].min().to_numpy()
+    p50 = grouped["lat"].quantile(0.5).reindex(range(n_ips)).to_numpy()
+    p95 = grouped["lat"].quantile(0.95).reindex(range(n_ips)).to_numpy()
+
+    sources = []
+    for i, ip in enumerate(ips):
+        ip = str(ip)
+        first_here = _from_us(int(first_us[i]))
+        earliest = min(ever.get(ip, first_here), first_here)
+        sources.append(
+            SourceUsage(
+                client_ip=ip,
+                status=STATUSES[status_of_ip[i]],
+                name=known.name(ip),
+                requests=int(requests[i]),
+                **{c: int(by_cat[i, j]) for j, c in enumerate(CATEGORIES)},
+                errors_4xx=int(n4[i]),
+                errors_5xx=int(n5[i]),
+                error_rate=float((n4[i] + n5[i]) / requests[i]),
+                latency_p50_ms=_num(p50[i]),
+                latency_p95_ms=_num(p95[i]),
+                bytes_sent=int(bytes_ip[i]) if sized_ip[i] else None,
+                active_hours=int(active_hours[i]),
+                first_seen=earliest,
+                last_seen=_from_us(int(last_us[i])),
+                new=earliest >= since,
+            )
+        )
+    sources.sort(key=lambda s: (-s.requests, -s.inference, s.client_ip))
+
+    cat_totals = np.bincount(cat, minlength=len(CATEGORIES))
+    n_err = int(errors.sum())
+    totals = Totals(
+        requests=n,
+        sources=n_ips,
+        **{c: int(cat_totals[j]) for j, c in enumerate(CATEGORIES)},
+        errors=n_err,
+        error_rate=n_err / n,
+        bytes_sent=int(size[has_size].sum()),
+    )
+
+    # Days and hours: integer arithmetic on microseconds since the epoch (1970-01-01 was a Thursday).
+    day_abs = ts_us // _US_PER_DAY
+    day_rel = day_abs - (first_day.toordinal() - date(1970, 1, 1).toordinal())
+    row_status = status_of_ip[ip_code]
+    by_day = np.bincount(day_rel * len(STATUSES) + row_status, minlength=day_count * len(STATUSES))
+    by_day = by_day[: day_count * len(STATUSES)].reshape(day_count, len(STATUSES))
+    daily = [DayUsage(first_day + timedelta(days=d), *(int(v) for v in by_day[d])) for d in range(day_count)]
+    hour_of_day = hour_abs % 24
+    weekday = (day_abs + 3) % 7
+    heat = np.bincount(weekday * 24 + hour_of_day, minlength=7 * 24).reshape(7, 24)
+    hourly = [int(v) for v in heat.sum(axis=0)]
+
+    endpoints = _endpoints(pair_method, pair_path, pair_cat, pair_of_row, ip_code, n_ips, errors)
+    return totals, sources, daily, hourly, heat.astype(int).tolist(), endpoints
+
+
+def _endpoints(
+    pair_method: list[str],
+    pair_path: list[str],
+    pair_cat: np.ndarray,
+    pair_of_row: np.ndarray,
+    ip_code: np.ndarray,
+    n_ips: int,
+    errors: np.ndarray,
+) -> list[EndpointUsage]:
+    """Return the busiest (method, route) pairs with their request, source and error counts."""
+    keys = [(m, normalise(p) or "-") for m, p in zip(pair_method, pair_path, strict=True)]
+    ep_code, ep_keys = pd.factorize(pd.Series([f"{m} {r}" for m, r in keys]), sort=False)
+    ep_of_row = ep_code[pair_of_row]
+    n_ep = len(ep_keys)
+    counts = np.bincount(ep_of_row, minlength=n_ep)
+    errs = np.bincount(ep_of_row, weights=errors.astype(np.float64), minlength=n_ep)
+    distinct = pd.unique(ep_of_row.astype(np.int64) * n_ips + ip_code)
+    users = np.bincount(distinct // n_ips, minlength=n_ep)
+    first_pair: dict[int, int] = {}
+    for pair_index, code in enumerate(ep_code):
+        first_pair.setdefault(int(code), pair_index)
+    order = sorted(range(n_ep), key=lambda e: (-counts[e], keys[first_pair[e]]))[:TOP_ENDPOINTS]
+    out = []
+    for e in order:
+        method, route = keys[first_pair[e]]
+        out.append(
+            EndpointUsage(
+                method=method or "-",
+                route=route,
+                category=CATEGORIES[int(pair_cat[first_pair[e]])],
+                requests=int(counts[e]),
+                sources=int(users[e]),
+                errors=int(errs[e]),
+            )
+        )
+    return out
+
+
+def _previous_totals(store: Store, since: datetime, until: datetime) -> Totals:
+    """Totals of the period before, aggregated by the database (no rows are loaded)."""
+    rows = q.path_totals(store, since, until)
+    if not rows:
+        return Totals()
+    by_cat = dict.fromkeys(CATEGORIES, 0)
+    requests = errors = size = 0
+    for method, path, n, e, b in rows:
+        by_cat[classify(method, path).value] += n
+        requests += n
+        errors += e
+        size += b
+    return Totals(
+        requests=requests,
+        sources=q.distinct_clients(store, since, until),
+        **by_cat,
+        errors=errors,
+        error_rate=errors / requests if requests else 0.0,
+        bytes_sent=size,
+    )
+
+
+def _alert(row: dict[str, Any]) -> AlertEntry:
+    return AlertEntry(
+        ts=row["ts"],
+        rule=str(row["rule"]),
+        severity=str(row["severity"]),
+        title=str(row["title"]),
+        message=str(row["message"]),
+        client_ips=tuple(row["client_ips"]),
+        details=row["details"],
+    )
+
+
+def model_state(model_dir: Path, scored: int = 0, flagged: int = 0) -> ModelState:
+    """Describe the detector from the newest `*.json` metadata file in `model_dir`; tolerate absence.
+
+    A missing directory or file means "no model yet"; an unreadable or non-object file is reported in
+    `problem` rather than raised, because the weekly report must still go out.
+    """
+    try:
+        candidates = [p for p in model_dir.glob("*.json") if p.is_file()]
+    except OSError:
+        candidates = []
+    if not candidates:
+        return ModelState(present=False, scored_windows=scored, anomalous_windows=flagged)
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime, p.name))
+    updated = datetime.fromtimestamp(newest.stat().st_mtime, UTC)
+    try:
+        data = json.loads(newest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return ModelState(
+            True,
+            newest.name,
+            updated,
+            {},
+            scored,
+            flagged,
+            problem=f"unreadable metadata: {type(exc).__name__}",
+        )
+    if not isinstance(data, dict):
+        return ModelState(
+            True, newest.name, updated, {}, scored, flagged, problem="metadata is not a JSON object"
+        )
+    # Only scalar facts: feature lists and checksums are for the detector, not for a weekly report.
+    facts = {
+        str(k): v for k, v in sorted(data.items()) if isinstance(v, str | int | float | bool) or v is None
+    }
+    return ModelState(True, newest.name, updated, facts, scored, flagged)
+
+
+def _from_us(value: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+def _num(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 3)
+
+
+# --- JSON ---------------------------------------------------------------------------------------------
+
+
+def to_json_data(summary: Summary) -> dict[str, Any]:
+    """Return the summary as JSON-ready data (the schema is documented in the README, "Weekly summary")."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, float):
+            return round(value, 6)
+        return value
+
+    change = {k: (None if (c := summary.change(k)) is None else round(c, 1)) for k in asdict(summary.totals)}
+    return plain(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": summary.generated_at,
+            "period": {"since": summary.since, "until": summary.until, "days": round(summary.days, 3)},
+            "totals": {
+                **asdict(summary.totals),
+                "new_sources": len(summary.new_sources),
+                "unknown_sources": sum(1 for s in summary.sources if s.status == "unknown"),
+            },
+            "previous": asdict(summary.previous),
+            "change_percent": change,
+            "sources": [asdict(s) for s in summary.sources],
+            "new_sources": [s.client_ip for s in summary.new_sources],
+            "daily": [
+                {"date": d.day, "requests": d.requests, **{k: getattr(d, k) for k in STATUSES}}
+                for d in summary.daily
+            ],
+            "hourly": summary.hourly,
+            "heatmap": {"rows": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "values": summary.heatmap},
+            "endpoints": [asdict(e) for e in summary.endpoints],
+            "alerts": [asdict(a) for a in summary.alerts],
+            "model": asdict(summary.model),
+        }
+    )

@@ -1,0 +1,303 @@
+"""The weekly summary: golden files, figures checked against an independent count, hostile text, CLI.
+
+Golden files live in tests/golden/summary.{txt,md,json}; regenerate them with UPDATE_GOLDEN=1 after a
+deliberate change, and read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor import simulate, summary
+from monitor.endpoints import classify
+from monitor.errors import MonitorError
+from monitor.known import KnownSources
+from monitor.store import Store
+from monitor.summary_render import render
+from tests.conftest import assert_no_traceback, isolated_env, write_config
+from tests.test_summary_week import (
+    APPROVED_IP,
+    HOSTILE_IP,
+    NOW,
+    UNTIL,
+    WEEK,
+    Week,
+    build_week,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "golden"
+
+
+@pytest.fixture(scope="session")
+def summary_week(tmp_path_factory: pytest.TempPathFactory) -> Week:
+    return build_week(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def week_summary(summary_week: Week) -> summary.Summary:
+    with Store.open(summary_week.db_url) as store:
+        return summary.build(store, summary_week.settings, WEEK, UNTIL, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def week_rows(summary_week: Week) -> list[dict[str, object]]:
+    with Store.open(summary_week.db_url) as store:
+        return list(store.iter_requests(WEEK, UNTIL))
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("text", "txt"), ("markdown", "md"), ("json", "json")])
+def test_golden(week_summary: summary.Summary, fmt: str, suffix: str) -> None:
+    rendered = render(week_summary, fmt)
+    path = GOLDEN / f"summary.{suffix}"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(rendered, encoding="utf-8", newline="\n")
+    assert path.exists(), f"no golden file {path}; run with UPDATE_GOLDEN=1 to create it"
+    assert rendered == path.read_text(encoding="utf-8"), (
+        f"{fmt} differs from {path} (UPDATE_GOLDEN=1 to accept)"
+    )
+
+
+def test_rendering_is_deterministic(week_summary: summary.Summary) -> None:
+    for fmt in ("text", "markdown", "html", "json"):
+        assert render(week_summary, fmt) == render(week_summary, fmt)
+
+
+def test_figures_match_an_independent_count(
+    week_summary: summary.Summary, week_rows: list[dict[str, object]], summary_week: Week
+) -> None:
+    """Recount the week row by row in plain Python and compare with the vectorised summary."""
+    s = week_summary
+    per_ip: dict[str, Counter[str]] = defaultdict(Counter)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    hours: dict[str, set[datetime]] = defaultdict(set)
+    days: Counter[date] = Counter()
+    heat: Counter[tuple[int, int]] = Counter()
+    for row in week_rows:
+        ip = str(row["client_ip"])
+        ts = row["ts"]
+        assert isinstance(ts, datetime)
+        c = per_ip[ip]
+        c["requests"] += 1
+        c[classify(row["method"], row["path"]).value] += 1
+        status = int(row["status"])  # type: ignore[call-overload]
+        c["errors"] += status >= 400
+        c["bytes"] += int(row["bytes_sent"])  # type: ignore[call-overload]
+        latencies[ip].append(float(row["latency_ms"]))  # type: ignore[arg-type]
+        hours[ip].add(ts.replace(minute=0, second=0, microsecond=0))
+        days[ts.date()] += 1
+        heat[(ts.weekday(), ts.hour)] += 1
+
+    assert s.totals.requests == len(week_rows) > 30_000
+    assert s.totals.sources == len(per_ip)
+    assert s.totals.inference == sum(c["inference"] for c in per_ip.values())
+    assert s.totals.errors == sum(c["errors"] for c in per_ip.values())
+    assert [src.requests for src in s.sources] == sorted((src.requests for src in s.sources), reverse=True)
+    for src in s.sources:
+        c = per_ip[src.client_ip]
+        assert (src.requests, src.inference, src.enumeration, src.management, src.bytes_sent) == (
+            c["requests"],
+            c["inference"],
+            c["enumeration"],
+            c["management"],
+            c["bytes"],
+        ), src.client_ip
+        assert src.errors_4xx + src.errors_5xx == c["errors"]
+        assert src.active_hours == len(hours[src.client_ip])
+        assert src.latency_p50_ms == pytest.approx(statistics.median(latencies[src.client_ip]), abs=1e-3)
+    assert {d.day: d.requests for d in s.daily} == {
+        WEEK.date() + timedelta(days=i): days[WEEK.date() + timedelta(days=i)] for i in range(7)
+    }
+    assert s.heatmap == [[heat[(d, h)] for h in range(24)] for d in range(7)]
+    assert s.hourly == [sum(heat[(d, h)] for d in range(7)) for h in range(24)]
+
+    # The previous week, aggregated by the database, against a recount of its rows.
+    with Store.open(summary_week.db_url) as store:
+        before = list(store.iter_requests(WEEK - timedelta(days=7), WEEK))
+    assert s.previous.requests == len(before)
+    assert s.previous.sources == len({r["client_ip"] for r in before})
+    assert s.previous.management == sum(
+        classify(r["method"], r["path"]).value == "management" for r in before
+    )
+
+
+def test_statuses_names_and_new_sources(week_summary: summary.Summary) -> None:
+    by_ip = {s.client_ip: s for s in week_summary.sources}
+    assert by_ip[simulate.ADMIN_IP].status == "admin"
+    assert by_ip[simulate.ADMIN_IP].name == "admin-workstation"
+    assert by_ip[simulate.WEBUI_IP].status == "known" and by_ip[simulate.WEBUI_IP].name == "open-webui"
+    assert by_ip[APPROVED_IP].status == "approved"
+    assert by_ip[HOSTILE_IP].status == "unknown"
+    new = {s.client_ip for s in week_summary.new_sources}
+    # Seen for the first time this week: the scanners of week two; not the office, not last week's recon.
+    assert {HOSTILE_IP, simulate.IPV6_IP, simulate.DRIP_IP, "45.83.0.10"} <= new
+    assert simulate.WEBUI_IP not in new and simulate.RECON_IP not in by_ip
+    assert by_ip[simulate.WEBUI_IP].first_seen < WEEK <= by_ip[HOSTILE_IP].first_seen
+
+
+def test_alerts_and_model_state(week_summary: summary.Summary) -> None:
+    rules = [a.rule for a in week_summary.alerts]
+    assert rules == [
+        "anomaly",
+        "unknown-source",
+        "scanner-probe",
+        "recon-sequence",
+    ]  # oldest first, week only
+    assert week_summary.alerts[2].details == {"probes": 400}
+    model = week_summary.model
+    assert model.present and model.file == "detector-2026-03-08.json"  # the newest of two
+    assert model.metadata["windows"] == 4210 and "features" not in model.metadata
+
+
+def test_json_schema(week_summary: summary.Summary) -> None:
+    data = json.loads(render(week_summary, "json"))
+    assert data["schema_version"] == 1
+    assert data["period"] == {"since": "2026-03-09T00:00:00Z", "until": "2026-03-16T00:00:00Z", "days": 7}
+    for key in (
+        "totals",
+        "previous",
+        "change_percent",
+        "sources",
+        "new_sources",
+        "daily",
+        "hourly",
+        "heatmap",
+        "endpoints",
+        "alerts",
+        "model",
+    ):
+        assert key in data
+    first = data["sources"][0]
+    assert {"client_ip", "status", "requests", "name", "inference", "first_seen", "new"} <= set(first)
+    assert sum(s["requests"] for s in data["sources"]) == data["totals"]["requests"]
+    assert len(data["heatmap"]["values"]) == 7 and all(len(r) == 24 for r in data["heatmap"]["values"])
+    assert data["totals"]["new_sources"] == len(data["new_sources"])
+
+
+def test_hostile_text_is_neutralised(week_summary: summary.Summary) -> None:
+    text = render(week_summary, "text")
+    markdown = render(week_summary, "markdown")
+    html = render(week_summary, "html")
+    raw = render(week_summary, "json")
+    for out in (text, markdown, html):
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[2J" in text  # shown, not obeyed
+    assert "<script>" not in html and "‹script›alert(1)" in html
+    assert "http://evil" not in html and "hxxp://evil[.]example" in html  # mail clients would linkify it
+    assert "<!channel>" not in markdown and "@everyone" not in markdown
+    assert "](http" not in markdown and "|evil|" not in markdown  # no live link, no broken table
+    # Every table row of the Markdown has the same number of cells as its header.
+    for block in markdown.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        if rows:
+            cells = {len(line.replace("\\|", "").split("|")) for line in rows}
+            assert len(cells) == 1, block
+    assert "\\u001b" in raw and "\x1b" not in raw  # JSON keeps the value, escaped
+    assert json.loads(raw)["endpoints"]  # still valid JSON
+    routes = [e["route"] for e in json.loads(raw)["endpoints"]]
+    assert any("<script>alert(1)</script>" in r for r in routes)  # the data itself is not altered
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    from tests.test_summary_week import settings_for
+
+    with Store.open(url) as store:
+        result = summary.build(store, settings_for(url, tmp_path / "none"), WEEK, UNTIL, now=NOW)
+    assert result.totals.requests == 0 and result.sources == [] and len(result.daily) == 7
+    assert not result.model.present
+    for fmt in ("text", "markdown", "html", "json"):
+        assert "No requests" in render(result, fmt) or fmt == "json"
+    assert json.loads(render(result, "json"))["sources"] == []
+
+
+def test_model_state_tolerates_bad_metadata(tmp_path: Path) -> None:
+    assert not summary.model_state(tmp_path / "missing").present
+    (tmp_path / "m.json").write_text("{not json", encoding="utf-8")
+    state = summary.model_state(tmp_path)
+    assert state.present and state.problem and "unreadable" in state.problem
+    (tmp_path / "m.json").write_text("[1, 2]", encoding="utf-8")
+    assert summary.model_state(tmp_path).problem == "metadata is not a JSON object"
+
+
+def test_period() -> None:
+    assert summary.period(7, date(2026, 3, 9)) == (WEEK, UNTIL)
+    now = datetime(2026, 3, 16, 0, 5, tzinfo=UTC)
+    assert summary.period(7, now=now) == (now - timedelta(days=7), now)
+    with pytest.raises(MonitorError):
+        summary.period(0)
+    monday = date(2026, 3, 16)
+    assert summary.parse_since("-7d", monday) == date(2026, 3, 9)
+    assert summary.parse_since("2026-03-09", monday) == date(2026, 3, 9)
+    for bad in ("yesterday", "-7", "2026-13-01", "-xd"):
+        with pytest.raises(MonitorError, match="--since"):
+            summary.parse_since(bad, monday)
+
+
+def test_known_sources_agree_with_simulator() -> None:
+    known = KnownSources(simulate.known_settings())
+    assert known.status(simulate.ADMIN_IP).value == "admin"
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+
+def _run(tmp_path: Path, week: Week, *args: str) -> subprocess.CompletedProcess[str]:
+    db = week.db_url.removeprefix("sqlite:///")
+    known = simulate.known_settings()
+    extra = (
+        f"[known]\nallow = {json.dumps(known.allow)}\nadmins = {json.dumps(known.admins)}\n"
+        f"[known.names]\n"
+        + "".join(f'"{k}" = "{v}"\n' for k, v in known.names.items())
+        + f'[detector]\nmodel_dir = "{week.model_dir}"\n'
+    )
+    config = write_config(tmp_path / "monitor.toml", Path(db), extra)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "summary", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=isolated_env(tmp_path, PYTHONPATH=str(REPO)),
+    )
+
+
+def test_cli_json_and_output_file(tmp_path: Path, summary_week: Week, week_summary: summary.Summary) -> None:
+    proc = _run(tmp_path, summary_week, "--since", "2026-03-09", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["totals"]["requests"] == week_summary.totals.requests
+    assert [s["client_ip"] for s in data["sources"]] == [s.client_ip for s in week_summary.sources]
+
+    out = tmp_path / "week.html"
+    proc = _run(tmp_path, summary_week, "--since", "2026-03-09", "--days", "7", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3
+    assert proc.stdout == ""
+
+
+def test_cli_text_and_bad_input(tmp_path: Path, summary_week: Week) -> None:
+    proc = _run(tmp_path, summary_week, "--since", "2026-03-09")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "Ollama usage summary" in proc.stdout and "open-webui" in proc.stdout and "\x1b[2J" not in proc.stdout
+    )
+    bad = _run(tmp_path, summary_week, "--days", "0")
+    assert bad.returncode == 2 and "--days" in bad.stderr
+    assert_no_traceback(bad)
+    missing_dir = _run(tmp_path, summary_week, "--output", str(tmp_path / "nope" / "x.md"))
+    assert missing_dir.returncode == 1 and "does not exist" in missing_dir.stderr
+    assert_no_traceback(missing_dir)
+    no_targets = _run(tmp_path, summary_week, "--send")
+    assert no_targets.returncode == 78 and "no alert targets" in no_targets.stderr
