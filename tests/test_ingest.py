@@ -9,8 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -156,46 +154,38 @@ def test_binary_and_missing_files_give_one_clear_error(
     assert_no_traceback(proc)
 
 
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    """A directory another user can traverse (pytest's tmp dirs are private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="om-perm-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def _without_root_powers(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run cmd so that file permissions apply: as root, drop the capabilities that bypass them."""
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without util-linux setpriv: permissions cannot be tested")
+        cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
 
 
-def _as_nobody(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    kwargs: dict[str, object] = {}
-    if os.geteuid() == 0:  # root reads everything: run the CLI as 'nobody' so permissions apply
-        kwargs = {"user": 65534, "group": 65534, "extra_groups": []}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=60, **kwargs)  # type: ignore[call-overload]
-
-
-def test_unreadable_log_and_read_only_database_dir(world_dir: Path) -> None:
-    log = world_dir / "secret.log"
+def test_unreadable_log_and_read_only_database_dir(tmp_path: Path) -> None:
+    log = tmp_path / "secret.log"
     nginx_log(log, 5)
     log.chmod(0o000)
-    ro = world_dir / "ro"
+    ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
-    config = write_config(world_dir / "c.toml", ro / "monitor.db")
-    config.chmod(0o644)
-    env = isolated_env(world_dir, HOME=str(world_dir))
+    config = write_config(tmp_path / "c.toml", ro / "monitor.db")
+    env = isolated_env(tmp_path)
     cmd = [sys.executable, "-m", "monitor", "--config", str(config)]
-    repo = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = str(repo)
 
-    proc = _as_nobody([*cmd, "check", str(log)], env, world_dir)
+    proc = _without_root_powers([*cmd, "check", str(log)], env, tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert_no_traceback(proc)
     assert "permission denied" in proc.stderr
 
     log.chmod(0o644)
-    proc = _as_nobody([*cmd, "ingest", str(log)], env, world_dir)
+    proc = _without_root_powers([*cmd, "ingest", str(log)], env, tmp_path)
     assert proc.returncode != 0
     assert_no_traceback(proc)
     assert "not writable" in proc.stderr and str(ro) in proc.stderr
+    assert not (ro / "monitor.db").exists()
 
 
 def test_nothing_stored_is_lost_when_a_later_file_fails(

@@ -36,7 +36,7 @@ format_option = click.option(
 
 
 @click.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @format_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.option("--show-rejects", is_flag=True, help="List rejected lines, escaped for the terminal.")
@@ -61,7 +61,7 @@ def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, sho
 
 
 @click.command("ingest")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @format_option
 @click.option(
     "--source",
@@ -122,11 +122,10 @@ def _source(env: Env, path: Path) -> SourceSettings | None:
 
 
 def _default_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz", ".log"):
-        name = name.removesuffix(suffix)
-    name = re.sub(r"[.-]\d+$", "", name) or "ingest"
-    return name
+    """access.log, access.log.1, access.log.2.gz, access.log-20250101 -> 'access'."""
+    name = path.name.removesuffix(".gz")
+    name = re.sub(r"[.-]\d+$", "", name)
+    return name.removesuffix(".log") or "ingest"
 
 
 def _progress(env: Env, enabled: bool) -> AbstractContextManager[Progress | None]:
