@@ -389,9 +389,20 @@ def _redact_url(url: str, keep_path: bool = False) -> str:
 
 
 def tzinfo_for(name: str) -> Any:
-    """Return a tzinfo for a source's `timezone` ('local' is the host's zone)."""
-    if name == "local":
-        from datetime import datetime
+    """Return a tzinfo for a source's `timezone`. 'local' is the host's zone, with its DST rules
+    ($TZ, else the /etc/localtime link), falling back to the current fixed offset."""
+    if name != "local":
+        return ZoneInfo(name)
+    env = os.environ.get("TZ", "").lstrip(":")
+    candidates = [env] if env else []
+    target = str(Path("/etc/localtime").resolve())
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    for candidate in candidates:
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    from datetime import datetime
 
-        return datetime.now().astimezone().tzinfo
-    return ZoneInfo(name)
+    return datetime.now().astimezone().tzinfo

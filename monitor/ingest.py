@@ -253,7 +253,8 @@ def ingest_file(
                 else:
                     skipped += 1
                 position = offset + len(raw) + 1
-                if len(parsed) + len(rejects) + skipped >= batch_lines:
+                # Never checkpoint between the parts of a split Docker record: they would be lost.
+                if len(parsed) + len(rejects) + skipped >= batch_lines and not decoder.holding:
                     _commit(
                         store,
                         report,

@@ -51,6 +51,12 @@ class LineDecoder:
         self._held_size: dict[str, int] = {}
         self._fast: ParseFn | None = None  # the parser, while the wrapper is plain: the fast path
 
+    @property
+    def holding(self) -> bool:
+        """True while pieces of a split record wait for their end (a source should not checkpoint
+        past their first byte if it wants a restart to see the whole line)."""
+        return bool(self._held)
+
     def decode(self, line: str) -> ParseResult | None:
         """Return the result for one line (without its newline); None while a split record waits."""
         fast = self._fast

@@ -232,8 +232,10 @@ class Store:
         stmt = postgresql.insert(schema.requests).on_conflict_do_nothing(
             index_elements=["file_id", "line_offset"]
         )
+        # PostgreSQL text cannot hold NUL; Go-unquoted paths can. Keep it visible instead.
         values = [
-            {**r._asdict(), "source": source, "file_id": file_id, "line_offset": off} for off, r in parsed
+            {**_no_nul(r._asdict()), "source": source, "file_id": file_id, "line_offset": off}
+            for off, r in parsed
         ]
         result = conn.execute(stmt.returning(schema.requests.c.id), values)
         return len(result.fetchall())
@@ -413,6 +415,14 @@ class Store:
         a = schema.approvals
         with self.engine.begin() as conn:
             return bool(conn.execute(a.delete().where(a.c.network == network)).rowcount)
+
+
+def _no_nul(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("path", "user_agent", "forwarded_for", "method"):
+        value = row.get(key)
+        if isinstance(value, str) and "\x00" in value:
+            row[key] = value.replace("\x00", "\\x00")
+    return row
 
 
 def dumps(value: Any) -> str:
