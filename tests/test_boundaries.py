@@ -61,7 +61,7 @@ def test_heavy_libraries_stay_in_their_stage() -> None:
 
 def test_nothing_imports_the_daemon_or_cli() -> None:
     for module, imports in modules().items():
-        if module.startswith("monitor.cli") or module == "monitor.__main__":
+        if module.startswith(("monitor.cli", "monitor.daemon")) or module == "monitor.__main__":
             continue
         bad = {i for i in imports if i.startswith(("monitor.cli", "monitor.daemon"))}
         assert not bad, f"{module} imports {bad}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from datetime import datetime
 
 import click
 
@@ -14,12 +16,24 @@ from monitor.errors import ConfigError
 LEVELS = ("debug", "info", "warning", "error")
 
 
+class _JournalFormatter(logging.Formatter):
+    """Under journald: `<N>` syslog priority prefixes (journald stores the level), no timestamp."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>" + super().format(record)
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr with levels; systemd/journald adds the timestamps, a terminal gets them here."""
     fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty():
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=fmt, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):  # stderr is connected to journald
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(("%(asctime)s " if sys.stderr.isatty() else "") + fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # watchdog logs an ERROR when its thread is stopped mid-event; the daemon supervises it anyway.
     logging.getLogger("watchdog").setLevel(logging.CRITICAL)
 
@@ -39,6 +53,7 @@ def run(env: Env, log_level: str) -> None:
     SIGTERM or SIGINT stop it after committing what was read; SIGHUP reloads the configuration.
     """
     from monitor.daemon import Daemon
+    from monitor.daemon_jobs import Jobs
 
     setup_logging(log_level)
     settings = env.settings
@@ -55,7 +70,21 @@ def run(env: Env, log_level: str) -> None:
         return config_mod.load(config_path)[0]
 
     try:
-        code = Daemon(settings, store, load_settings=load).run()
+        jobs = Jobs(settings, store)
+        daemon = Daemon(settings, store, load_settings=load, on_stored=jobs.on_stored)
+
+        def tick(now: datetime) -> None:
+            if daemon.settings is not jobs.settings:  # a SIGHUP reloaded the configuration
+                jobs.settings_changed(daemon.settings)
+            jobs.tick(now)
+
+        daemon.tick = tick
+        jobs.sources_alive = lambda: len(daemon.followers)
+        jobs.start()
+        try:
+            code = daemon.run()
+        finally:
+            jobs.stop()
     finally:
         store.close()
     sys.exit(code)

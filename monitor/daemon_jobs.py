@@ -1,0 +1,212 @@
+"""The daemon's jobs besides following: detection, alert delivery, heartbeat, systemd, retention, metrics.
+
+`Jobs` plugs into `monitor.daemon.Daemon` through its two hooks:
+- `on_stored(source, requests, now)`: the rules run on every committed batch (the pipeline);
+- `tick(now)`: about once a second: close and score windows, retrain when due, flush digests, write the
+  heartbeat, tell systemd how we are (`STATUS=`, `WATCHDOG=1`), prune old rows hourly, and follow a
+  SIGHUP's new settings (allow-list, alert URLs).
+
+Delivery runs in its own thread: apprise calls can take seconds (timeouts, Slack's throttle), and the
+follow loop must never wait for a mail server. The thread wakes when notifications are queued, and
+every few seconds for retries. Everything it needs is in the outbox table, so nothing is lost if it dies;
+the watchdog is only fed while it is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from monitor.config import Settings, SourceSettings
+from monitor.known import KnownSources
+from monitor.records import Notification, Request
+from monitor.systemd import Notifier
+
+if TYPE_CHECKING:
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+log = logging.getLogger("monitor.daemon")
+
+HEARTBEAT_SECONDS = 10.0
+STATUS_SECONDS = 5.0
+PRUNE_EVERY = timedelta(hours=1)
+DELIVERY_POLL_SECONDS = 5.0
+
+Echo = Callable[[Notification], None]
+
+
+class Jobs:
+    """Owns the pipeline, the delivery thread and the service plumbing for one `run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        notifier: Notifier | None = None,
+        echo: Echo | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.notifier = notifier or Notifier()
+        self.echo = echo
+        self.clock = clock
+        self.pipeline = self._build_pipeline(settings)
+        self._delivery_wake = threading.Event()
+        self._delivery_stop = threading.Event()
+        self._delivery: threading.Thread | None = None
+        self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, lines) for lines/s
+        self._lines = 0
+        self._last_heartbeat = 0.0
+        self._last_status = 0.0
+        self._last_watchdog = 0.0
+        self._last_prune: datetime | None = None
+        self._ready = False
+        self.sources_alive: Callable[[], int] = lambda: len(settings.sources)
+        self.workers_alive: Callable[[], bool] = lambda: True
+
+    # --- construction -----------------------------------------------------------------------------
+    def _build_pipeline(self, settings: Settings) -> Pipeline:
+        from monitor.pipeline import Pipeline, make_dispatcher
+
+        known = KnownSources(settings.known, [a["network"] for a in self.store.approvals()])
+        return Pipeline(settings, self.store, make_dispatcher(settings, self.store), known)
+
+    def start(self) -> None:
+        self._delivery = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
+        self._delivery.start()
+        self.store.set_meta("daemon.pid", str(os.getpid()))
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self._delivery_stop.set()
+        self._delivery_wake.set()
+        if self._delivery is not None:
+            self._delivery.join(timeout=3.0)
+        try:
+            self._emit(self.pipeline.tick(self.clock()))  # release what a digest holds
+            self.store.set_meta("daemon.stopped_at", self.clock().isoformat())
+        except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
+            log.exception("could not record the stop")
+        self.notifier.close()
+
+    # --- hooks ------------------------------------------------------------------------------------
+    def on_stored(self, source: SourceSettings, requests: list[Request], now: datetime) -> None:
+        self._lines += len(requests)
+        self._emit(self.pipeline.process(source, requests, now))
+
+    def tick(self, now: datetime) -> None:
+        if not self._ready:
+            self._ready = True
+            self.notifier.ready(self._status_text())
+            log.info("ready")
+        self._emit(self.pipeline.tick(now))
+        mono = time.monotonic()
+        self._rates.append((mono, self._lines))
+        while len(self._rates) > 2 and mono - self._rates[0][0] > 60:
+            self._rates.popleft()
+        if mono - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = mono
+            self.store.set_meta("daemon.heartbeat", now.isoformat())
+            self.store.set_meta("daemon.lines_per_second", f"{self.lines_per_second():.2f}")
+        if mono - self._last_status >= STATUS_SECONDS:
+            self._last_status = mono
+            self.notifier.status(self._status_text())
+        self._feed_watchdog(mono)
+        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            self._prune(now)
+
+    def settings_changed(self, settings: Settings) -> None:
+        """Follow a SIGHUP: new allow-list and approvals, new alert settings (URLs, routes, limits)."""
+        self.settings = settings
+        self.pipeline = self._build_pipeline(settings)
+        self._delivery_wake.set()
+        log.info(
+            "alerting reconfigured: %d alert service(s), %d known network(s)",
+            len(settings.alerts.urls),
+            len(settings.known.allow) + len(settings.known.admins),
+        )
+
+    # --- internals --------------------------------------------------------------------------------
+    def _emit(self, notes: list[Notification]) -> None:
+        if not notes:
+            return
+        for note in notes:
+            log.warning("alert: [%s] %s (%s)", note.severity.value, note.title, note.rule)
+            if self.echo is not None:
+                self.echo(note)
+        self._delivery_wake.set()
+
+    def lines_per_second(self) -> float:
+        if len(self._rates) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._rates[0], self._rates[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def _status_text(self) -> str:
+        from monitor.store.status_queries import outbox_counts
+
+        try:
+            pending = outbox_counts(self.store).get("pending", 0)
+        except Exception:  # noqa: BLE001
+            pending = -1
+        model = "model" if getattr(self.pipeline, "detector", None) is not None else "rules only"
+        return (
+            f"{self.lines_per_second():.1f} lines/s, {self.sources_alive()} source(s), "
+            f"{pending} pending alert(s), {model}"
+        )
+
+    def _feed_watchdog(self, mono: float) -> None:
+        interval = self.notifier.watchdog_seconds
+        if interval is None or mono - self._last_watchdog < interval / 2:
+            return
+        delivery_ok = self._delivery is None or self._delivery.is_alive()
+        if delivery_ok and self.workers_alive():
+            self._last_watchdog = mono
+            self.notifier.watchdog()
+        else:
+            log.error(
+                "a worker died (delivery alive: %s); withholding WATCHDOG=1 so systemd restarts us",
+                delivery_ok,
+            )
+
+    def _prune(self, now: datetime) -> None:
+        r = self.settings.retention
+        try:
+            counts = self.store.prune(
+                now - timedelta(days=r.requests_days), now - timedelta(days=r.windows_days)
+            )
+        except Exception:  # noqa: BLE001 - retention is housekeeping; the next hour tries again
+            log.exception("pruning old rows failed")
+            return
+        if any(counts.values()):
+            log.info("pruned old rows: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+
+    def _deliver_loop(self) -> None:
+        while not self._delivery_stop.is_set():
+            self._delivery_wake.wait(DELIVERY_POLL_SECONDS)
+            self._delivery_wake.clear()
+            if self._delivery_stop.is_set():
+                break
+            outbox = getattr(self.pipeline.dispatcher, "outbox", None)
+            if outbox is None:
+                continue
+            try:
+                attempts: list[Any] = outbox.deliver()  # wall-clock time: delivery happens now
+            except Exception:  # noqa: BLE001 - a delivery bug must not kill the thread; rows stay pending
+                log.exception("delivering notifications failed; they stay pending")
+                continue
+            failed = [a for a in attempts if not a.ok]
+            if failed:
+                log.warning(
+                    "%d notification attempt(s) failed; they will be retried with backoff", len(failed)
+                )
