@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.config import Settings, SourceSettings, validate
@@ -18,9 +18,12 @@ from monitor.sources.watch import DirectoryWatcher
 from monitor.store import Store
 from tests.conftest import isolated_env
 
+# Recent times: older lines would fall to the daemon's 90-day retention.
+RECENT = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S")
+
 
 def nginx(path: str) -> str:
-    return f'127.0.0.1 - - [10/Oct/2025:13:55:36 +0000] "GET {path} HTTP/1.1" 200 12 "-" "curl/8.5"\n'
+    return f'127.0.0.1 - - [{RECENT} +0000] "GET {path} HTTP/1.1" 200 12 "-" "curl/8.5"\n'
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> float:

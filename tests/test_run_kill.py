@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from tests.conftest import isolated_env
 
 TOTAL = 200_000
 ROTATE_EVERY = 25_000
-LINE = '203.0.113.{ip} - - [10/Oct/2025:13:55:36 +0000] "GET /p/{i} HTTP/1.1" 200 {size} "-" "bench/1.0"\n'
+# Recent times: older lines would fall to the daemon's 90-day retention.
+RECENT = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S")
+LINE = "203.0.113.{ip} - - [" + RECENT + ' +0000] "GET /p/{i} HTTP/1.1" 200 {size} "-" "bench/1.0"\n'
 
 
 class Writer(threading.Thread):

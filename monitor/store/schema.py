@@ -47,11 +47,20 @@ files = Table(
     UniqueConstraint("source", "fingerprint", name="uq_files_source_fingerprint"),
 )
 
-# Every request. (file_id, line_offset) is unique: re-reading a line after a crash adds nothing.
+# Every request. `id` is the line's key, (file_id << 40) | line_offset: unique per line, so re-reading a
+# line after a crash adds nothing, and the primary key doubles as the uniqueness check (one index fewer
+# to maintain on the hot insert path). file_id and line_offset are kept as columns for readability.
+LINE_OFFSET_BITS = 40  # a single log file of up to 1 TiB
+
+
+def line_key(file_id: int, line_offset: int) -> int:
+    return (file_id << LINE_OFFSET_BITS) | line_offset
+
+
 requests = Table(
     "requests",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("client_ip", String(64), nullable=False),
     Column("method", String(32)),
@@ -65,7 +74,6 @@ requests = Table(
     Column("source", String(200), nullable=False),
     Column("file_id", Integer, ForeignKey("files.id"), nullable=False),
     Column("line_offset", BigInteger, nullable=False),
-    UniqueConstraint("file_id", "line_offset", name="uq_requests_line"),
     Index("ix_requests_ip_ts", "client_ip", "ts"),
     Index("ix_requests_ts", "ts"),
 )
