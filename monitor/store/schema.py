@@ -60,7 +60,8 @@ def line_key(file_id: int, line_offset: int) -> int:
 requests = Table(
     "requests",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite makes it the rowid itself (BIGINT PRIMARY KEY would add a hidden rowid and an index).
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("client_ip", String(64), nullable=False),
     Column("method", String(32)),
