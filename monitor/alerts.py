@@ -53,7 +53,7 @@ MAX_DIGEST_RULES = 50
 TOP_SOURCES = 10
 TITLE_MAX = 200
 FIELD_MAX = 200
-MESSAGE_MAX = 700
+MESSAGE_MAX = 1500  # the delivery layer caps whole bodies at 1,900 (Discord's 2,000 limit)
 IP_MAX = 64  # longest plausible address text; anything longer is cut before it is counted
 HOUR = timedelta(hours=1)
 _RANK = {s: s.rank for s in Severity}  # Severity.rank builds a dict per call; this is the hot path
@@ -109,10 +109,13 @@ def notification_for(alert: Alert, now: datetime, host: str | None = None) -> No
     from which source, when, why, and what to do next. Every alert field is treated as hostile text."""
     severity = alert.severity
     title = cap(f"[{severity.value.upper()}] " + safe_text(alert.title, TITLE_MAX), TITLE_MAX)
-    lines = [
-        safe_text(alert.message, MESSAGE_MAX, keep_newlines=True) or safe_text(alert.title, FIELD_MAX),
-        "",
-    ]
+    message = safe_text(alert.message, MESSAGE_MAX, keep_newlines=True)
+    if "\nSource:" in message and "\nNext:" in message:
+        # The rule already wrote what, where, when, why and what next: do not say it twice.
+        nid = "a-" + _digest_id("alert", alert.rule, alert.key, alert.ts.astimezone(UTC).isoformat())
+        body = f"{message}\n-- ollama-monitor on {host or _host()}"
+        return Notification(nid, now, alert.rule, severity, title, body, tuple(alert.client_ips), 1)
+    lines = [message or safe_text(alert.title, FIELD_MAX), ""]
     lines.append(f"What:   {safe_text(alert.rule, 64)} ({severity.value})")
     lines.append(f"Source: {_sources_text(alert.client_ips)}")
     lines.append(f"When:   {_utc_text(alert.ts)} (log time)")

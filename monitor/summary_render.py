@@ -53,6 +53,15 @@ def render(summary: Summary, fmt: str, *, width: int = TEXT_WIDTH) -> str:
 # --- shared formatting ----------------------------------------------------------------------------------
 
 
+def gist(message: str) -> str:
+    """The part of an alert message worth a table cell: its `Why:` line, else its first line."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Why:"):
+            return line[4:].strip()
+    return lines[0] if lines else ""
+
+
 def safe(text: object, limit: int = 60) -> str:
     """Log text made visible and harmless for a terminal or an HTML page (before html.escape), capped."""
     return for_terminal("" if text is None else text, max(1, limit))
@@ -329,7 +338,7 @@ def text_renderables(summary: Summary) -> list[RenderableType]:
             stamp(a.ts),
             Text(safe(a.severity, 10)),
             Text(safe(a.rule, 24)),
-            Text(safe(a.title, 100) + "\n" + safe(a.message, 300)),
+            Text(safe(a.title, 100) + "\n" + safe(gist(a.message), 300)),
         )
     out += [alerts if summary.alerts else Text("No alerts in this period."), Text("")]
     out.append(Text("Detector", style="bold"))
@@ -472,7 +481,7 @@ def render_markdown(summary: Summary) -> str:
         out.append(f"- ... and {len(new) - TOP_SOURCES} more")
     out += ["", f"## Alerts and anomalies ({len(summary.alerts)})", ""]
     out += [
-        f"- **{stamp(a.ts)}** {md(a.severity, 10)} {md(a.rule, 24)}: {md(a.title, 100)}. {md(a.message, 300)}"
+        f"- **{stamp(a.ts)}** {md(a.severity, 10)} {md(a.rule, 24)}: {md(a.title, 100)}. {md(gist(a.message), 300)}"
         for a in summary.alerts
     ] or ["No alerts in this period."]
     out += ["", "## Detector", ""]
