@@ -265,6 +265,26 @@ class DaemonSettings(_Section):
         default=10, ge=1, description="`status` fails when the daemon has not checked in for this long."
     )
 
+    @field_validator("metrics_address")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        if not value:
+            return value
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, e.g. '127.0.0.1:9464' (got {value!r})")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"metrics are served on loopback only (127.0.0.1 or ::1), not {host!r}; "
+                "let a local scraper or an authenticating TLS proxy reach them"
+            )
+        return value
+
 
 class SummarySettings(_Section):
     days: int = Field(default=7, ge=1)

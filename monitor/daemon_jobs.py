@@ -70,6 +70,7 @@ class Jobs:
         self._last_watchdog = 0.0
         self._last_prune: datetime | None = None
         self._ready = False
+        self.metrics: Metrics | None = None
         self.sources_alive: Callable[[], int] = lambda: len(settings.sources)
         self.workers_alive: Callable[[], bool] = lambda: True
 
@@ -81,6 +82,7 @@ class Jobs:
         return Pipeline(settings, self.store, make_dispatcher(settings, self.store), known)
 
     def start(self) -> None:
+        self.metrics = Metrics.serve(self.settings.daemon.metrics_address)
         self._delivery = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
         self._delivery.start()
         self.store.set_meta("daemon.pid", str(os.getpid()))
@@ -101,6 +103,8 @@ class Jobs:
     # --- hooks ------------------------------------------------------------------------------------
     def on_stored(self, source: SourceSettings, requests: list[Request], now: datetime) -> None:
         self._lines += len(requests)
+        if self.metrics is not None:
+            self.metrics.requests.labels(source=source.name).inc(len(requests))
         self._emit(self.pipeline.process(source, requests, now))
 
     def tick(self, now: datetime) -> None:
@@ -120,6 +124,8 @@ class Jobs:
         if mono - self._last_status >= STATUS_SECONDS:
             self._last_status = mono
             self.notifier.status(self._status_text())
+            if self.metrics is not None:
+                self.metrics.update(self, now)
         self._feed_watchdog(mono)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
@@ -142,6 +148,8 @@ class Jobs:
             return
         for note in notes:
             log.warning("alert: [%s] %s (%s)", note.severity.value, note.title, note.rule)
+            if self.metrics is not None:
+                self.metrics.notifications.labels(rule=note.rule, severity=note.severity.value).inc()
             if self.echo is not None:
                 self.echo(note)
         self._delivery_wake.set()
@@ -210,3 +218,60 @@ class Jobs:
                 log.warning(
                     "%d notification attempt(s) failed; they will be retried with backoff", len(failed)
                 )
+
+
+class Metrics:
+    """Prometheus metrics on a loopback address (`[daemon] metrics_address`), off by default."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ollama_monitor_requests_stored",
+            "Requests stored, by source.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "ollama_monitor_notifications",
+            "Notifications released, by rule.",
+            ["rule", "severity"],
+            registry=self.registry,
+        )
+        self.lines_per_second = Gauge(
+            "ollama_monitor_lines_per_second", "Stored lines per second, last minute.", registry=self.registry
+        )
+        self.sources = Gauge("ollama_monitor_sources", "Sources being followed.", registry=self.registry)
+        self.outbox = Gauge(
+            "ollama_monitor_outbox", "Outbox rows by state.", ["state"], registry=self.registry
+        )
+        self.heartbeat = Gauge(
+            "ollama_monitor_heartbeat_timestamp_seconds",
+            "Last tick of the daemon loop.",
+            registry=self.registry,
+        )
+
+    @classmethod
+    def serve(cls, address: str) -> Metrics | None:
+        if not address:
+            return None
+        from prometheus_client import start_http_server
+
+        host, _, port = address.rpartition(":")
+        metrics = cls()
+        start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
+        log.info("Prometheus metrics on http://%s/metrics", address)
+        return metrics
+
+    def update(self, jobs: Jobs, now: datetime) -> None:
+        from monitor.store.status_queries import outbox_counts
+
+        self.lines_per_second.set(jobs.lines_per_second())
+        self.sources.set(jobs.sources_alive())
+        self.heartbeat.set(now.timestamp())
+        try:
+            for state, n in outbox_counts(jobs.store).items():
+                self.outbox.labels(state=state).set(n)
+        except Exception:  # noqa: BLE001 - metrics must never disturb the daemon
+            log.debug("outbox metrics unavailable", exc_info=True)

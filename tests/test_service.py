@@ -104,6 +104,50 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path: Path) -> None:
     assert text.index("READY=1") < text.index("STOPPING=1")
 
 
+def test_prometheus_metrics_on_loopback(tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.services import free_port, wait_port
+
+    log = tmp_path / "access.log"
+    write_log(log, 500)
+    cfg = config(tmp_path, log)
+    port = free_port()
+    cfg.write_text(cfg.read_text() + f'metrics_address = "127.0.0.1:{port}"\n')
+    proc = start(tmp_path, cfg)
+    try:
+        wait_port("127.0.0.1", port, timeout=30)
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            if (
+                'ollama_monitor_requests_stored_total{source="nginx"} 500.0' in text
+                and "ollama_monitor_outbox" in text
+            ):
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert 'ollama_monitor_requests_stored_total{source="nginx"} 500.0' in text
+    assert "ollama_monitor_sources 1.0" in text
+
+
+def test_metrics_address_must_be_loopback() -> None:
+    import pytest
+
+    from monitor import config
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        config.validate({"daemon": {"metrics_address": "0.0.0.0:9464"}})
+    assert "daemon.metrics_address" in info.value.problems[0] and "loopback" in info.value.problems[0]
+    assert (
+        config.validate({"daemon": {"metrics_address": "[::1]:9464"}}).daemon.metrics_address == "[::1]:9464"
+    )
+
+
 def test_notifier_abstract_socket_and_no_socket() -> None:
     name = f"om-test-{time.monotonic_ns()}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
