@@ -209,7 +209,7 @@ class Store:
         if self.is_sqlite:
             # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts. Lines of a
             # busy log share timestamps (parsers reuse the datetime object): format each one once.
-            rows = []
+            rows: list[tuple[object, ...]] = []
             append = rows.append
             last_ts: datetime | None = None
             text = ""

@@ -1,0 +1,579 @@
+"""Immediate rules: evaluated on every stored batch of requests, they alert within seconds of log time.
+
+`RulesEngine.evaluate(requests, now, source=..., is_proxy=...)` returns `Alert`s. The engine is a plain
+object: the caller passes the clock (log time in replay, wall time live), cooldown state lives in
+memory, and `seed()` restores it from the `alerts` table so a restart does not re-alert inside a
+cooldown. No threads, no I/O.
+
+Rules (ids from config.RULE_IDS; each can be disabled in `[rules] disabled`):
+- unknown-source: a source that is not known (allow-list, admins, approvals). One alert when it is
+  first seen; after that only when it escalates (touches a more dangerous endpoint category) once the
+  cooldown has passed, or as a daily reminder while it stays active. This is why a slow drip of one
+  request an hour gives a few alerts, not one an hour.
+- management-endpoint (critical): pull, push, create, copy, delete, blobs by anyone not in admins.
+- account-endpoint: the ollama.com account and cloud endpoints by anyone not in admins.
+- recon-sequence: an unknown source walking the enumeration endpoints (`/` + tags, show + tags, or
+  three distinct enumeration calls within ten minutes). Known sources are exempt: Open WebUI and
+  friends call tags and show all day.
+- scanner-probe: paths only scanners ask for (endpoints.is_probe), from any source.
+- auth-failures: a burst of 401/403 responses from one source behind an authenticating proxy
+  (proxy sources only: Ollama itself answers 403 to CORS rejections).
+- direct-access: Ollama's own log shows a non-loopback client that no proxy source saw, while a proxy
+  source is configured: someone bypasses the proxy.
+- forwarded-mismatch: a forwarded-for value from a peer that is not a trusted proxy, naming another
+  address (a spoofing attempt, or trusted_proxies is missing the proxy).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from monitor.config import RuleSettings
+from monitor.endpoints import Category, classify, is_probe, normalise
+from monitor.known import KnownSources, Status
+from monitor.records import Alert, Request, Severity
+
+RECON_WINDOW = timedelta(minutes=10)
+AUTH_WINDOW = timedelta(minutes=10)
+DIRECT_GRACE = timedelta(minutes=2)  # a Gin line may be stored before the proxy's line for the same request
+PROXY_SEEN = timedelta(minutes=10)
+REMINDER = timedelta(hours=24)
+WAVE_WINDOW = timedelta(minutes=10)  # new unknown sources within this span count towards a wave
+WAVE_THRESHOLD = 3  # more new unknown sources than this in WAVE_WINDOW: one wave alert, not one each
+_RANK = {
+    Category.OTHER: 0,
+    Category.ENUMERATION: 1,
+    Category.INFERENCE: 2,
+    Category.ACCOUNT: 3,
+    Category.MANAGEMENT: 4,
+}
+
+
+@dataclass
+class _SourceMemory:
+    """What the unknown-source rule remembers about one unknown address."""
+
+    first_seen: datetime
+    last_alert: datetime | None = None
+    worst: int = -1  # highest category rank alerted so far
+    seen_rank: int = -1  # highest category rank seen so far
+    requests: int = 0
+
+
+@dataclass
+class _ReconMemory:
+    seen: deque[tuple[datetime, str]] = field(default_factory=deque)
+
+
+def _fmt_ts(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def approve_hint(ip: str) -> str:
+    return f"ollama-monitor sources approve {ip} --note 'who this is'"
+
+
+def block_hint(ip: str) -> str:
+    if ":" in ip:
+        return f"sudo ip6tables -I INPUT -s {ip} -p tcp --dport 11434 -j DROP (or `deny {ip};` in nginx)"
+    return f"sudo iptables -I INPUT -s {ip} -p tcp --dport 11434 -j DROP (or `deny {ip};` in nginx)"
+
+
+def _calls(reqs: Sequence[Request], limit: int = 5) -> str:
+    """Summarise requests as `POST /api/pull (200) x2, ...` for a message."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in reqs:
+        key = (r.method or "-", (r.path or "-")[:120], str(r.status) if r.status is not None else "-")
+        counts[key] = counts.get(key, 0) + 1
+    parts = [f"{m} {p} ({s})" + (f" x{n}" if n > 1 else "") for (m, p, s), n in list(counts.items())[:limit]]
+    if len(counts) > limit:
+        parts.append(f"and {len(counts) - limit} more")
+    return ", ".join(parts)
+
+
+class RulesEngine:
+    """Evaluates the immediate rules. Create once; call `evaluate` for every stored batch."""
+
+    def __init__(
+        self,
+        settings: RuleSettings,
+        known: KnownSources,
+        *,
+        proxy_configured: bool = False,
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.known = known
+        self.proxy_configured = proxy_configured
+        self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
+        self._last: dict[str, datetime] = {}  # dedup key -> last alert time (cooldowns)
+        self._unknown: dict[str, _SourceMemory] = {}
+        self._recon: dict[str, _ReconMemory] = {}
+        self._auth: dict[str, deque[datetime]] = {}
+        self._proxy_seen: dict[str, datetime] = {}  # client ip -> last time a proxy source saw it
+        self._pending_direct: dict[str, tuple[datetime, Request, str]] = {}
+        self._last_prune: datetime | None = None
+        self._new_unknown: deque[tuple[datetime, str]] = deque()  # first sightings, for wave detection
+        self._wave: dict[
+            str, tuple[datetime, int, str]
+        ] = {}  # wave members not yet reported: ip -> (ts, requests, source)
+        self._wave_members: set[str] = set()
+        self._last_wave: datetime | None = None
+
+    # --- state ---------------------------------------------------------------------------------
+    def seed(self, last_alerts: Mapping[str, tuple[datetime, Mapping[str, object]]]) -> None:
+        """Restore cooldowns from stored alerts: dedup key -> (time of the last alert, its details)."""
+        for key, (ts, details) in last_alerts.items():
+            self._last[key] = max(ts, self._last.get(key, ts))
+            if key.startswith("unknown-source:"):
+                ip = key.split(":", 1)[1]
+                first = details.get("first_seen")
+                worst = details.get("worst_rank", -1)
+                mem = _SourceMemory(
+                    first_seen=datetime.fromisoformat(first) if isinstance(first, str) else ts,
+                    last_alert=ts,
+                    worst=worst if isinstance(worst, int) else -1,
+                )
+                self._unknown[ip] = mem
+
+    def set_known(self, known: KnownSources) -> None:
+        """Use new known sources (after an approval or a config reload)."""
+        self.known = known
+        for ip in [ip for ip in self._unknown if known.is_known(ip)]:
+            del self._unknown[ip]
+
+    def enabled(self, rule: str) -> bool:
+        return rule not in self.settings.disabled
+
+    def cooldown(self, rule: str) -> timedelta:
+        return timedelta(minutes=self.settings.cooldown_for(rule))
+
+    def gate(self, key: str, rule: str, ts: datetime, minimum: timedelta = timedelta(0)) -> bool:
+        """Return True (and start a cooldown) if an alert with this key may be raised at `ts`.
+
+        The cooldown is the rule's (settings), or `minimum` if longer."""
+        last = self._last.get(key)
+        if last is not None and ts - last < max(self.cooldown(rule), minimum):
+            return False
+        self._last[key] = ts
+        return True
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def evaluate(
+        self, requests: Sequence[Request], now: datetime, *, source: str = "", is_proxy: bool = False
+    ) -> list[Alert]:
+        """Given one stored batch from `source`, return the alerts it raises (cooldowns applied)."""
+        alerts: list[Alert] = []
+        by_ip: dict[str, list[Request]] = {}
+        for r in requests:
+            by_ip.setdefault(r.client_ip, []).append(r)
+        if is_proxy:
+            for ip, reqs in by_ip.items():
+                self._proxy_seen[ip] = max(self._proxy_seen.get(ip, reqs[-1].ts), reqs[-1].ts)
+        for ip, reqs in by_ip.items():
+            status = self.known.status(ip)
+            if self.enabled("unknown-source") and status is Status.UNKNOWN:
+                alerts.extend(self._unknown_source(ip, reqs, source))
+            if status is not Status.ADMIN:
+                if self.enabled("management-endpoint"):
+                    alerts.extend(self._privileged(ip, reqs, status, Category.MANAGEMENT, source))
+                if self.enabled("account-endpoint"):
+                    alerts.extend(self._privileged(ip, reqs, status, Category.ACCOUNT, source))
+            if self.enabled("recon-sequence") and status is Status.UNKNOWN:
+                alerts.extend(self._recon_rule(ip, reqs, source))
+            if self.enabled("scanner-probe"):
+                alerts.extend(self._probe(ip, reqs, status, source))
+            if self.enabled("auth-failures") and is_proxy:
+                alerts.extend(self._auth_rule(ip, reqs, source))
+            if self.enabled("forwarded-mismatch"):
+                alerts.extend(self._forwarded(ip, reqs, source))
+            if (
+                self.enabled("direct-access")
+                and self.proxy_configured
+                and not is_proxy
+                and not _is_loopback(ip)
+                and not self._is_trusted_proxy(ip)
+            ):
+                self._pending_direct.setdefault(ip, (reqs[0].ts, reqs[0], source))
+        if self.enabled("direct-access"):
+            alerts.extend(self._direct(now))
+        alerts.extend(self.flush(now))
+        self._prune(now)
+        return alerts
+
+    def flush(self, now: datetime) -> list[Alert]:
+        """Return alerts held for aggregation (a wave of new unknown sources) that are due by `now`."""
+        if not self._wave or (self._last_wave is not None and now - self._last_wave < WAVE_WINDOW):
+            return []
+        members, self._wave = self._wave, {}
+        self._last_wave = now
+        ips = tuple(sorted(members, key=lambda ip: members[ip][0]))
+        first = min(ts for ts, _n, _s in members.values())
+        last = max(ts for ts, _n, _s in members.values())
+        total = sum(n for _ts, n, _s in members.values())
+        sources = sorted({src for _ts, _n, src in members.values() if src})
+        shown = ", ".join(ips[:15]) + (f" and {len(ips) - 15} more" if len(ips) > 15 else "")
+        message = (
+            f"A wave of {len(ips)} new unknown sources used the Ollama API ({total} requests).\n"
+            f"Sources: {shown}{' via ' + ', '.join(sources) if sources else ''}\n"
+            f"When: {_fmt_ts(first)} to {_fmt_ts(last)}\n"
+            f"Why: none of them is in [known] allow or admins or approved; many new addresses within minutes is a "
+            f"scan or a botnet sweep, and means the port is reachable from the internet.\n"
+            f"Next: firewall port 11434 (or bind Ollama to 127.0.0.1) rather than blocking addresses one by one; "
+            f"`ollama-monitor sources list` shows them all."
+        )
+        return [
+            Alert(
+                max(now, last),
+                "unknown-source",
+                Severity.WARNING,
+                f"Wave of {len(ips)} unknown sources using the Ollama API",
+                message,
+                ips,
+                f"unknown-source:wave:{first.isoformat()}",
+                {"reason": "wave", "sources": len(ips)},
+            )
+        ]
+
+    def _who(self, ip: str, status: Status) -> str:
+        name = self.known.name(ip)
+        return f"{ip} ({name}, {status.value})" if name else f"{ip} ({status.value})"
+
+    def _unknown_source(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
+        mem = self._unknown.get(ip)
+        if mem is None:
+            mem = self._unknown[ip] = _SourceMemory(first_seen=reqs[0].ts)
+            self._new_unknown.append((reqs[0].ts, ip))
+            while self._new_unknown and reqs[0].ts - self._new_unknown[0][0] > WAVE_WINDOW:
+                self._new_unknown.popleft()
+            if len(self._new_unknown) > WAVE_THRESHOLD:
+                # Part of a wave: reported together (flush), and its members join it from now on.
+                for _ts, member in self._new_unknown:
+                    m = self._unknown.get(member)
+                    if member not in self._wave_members and m is not None:
+                        self._wave_members.add(member)
+                        if m.last_alert is None:
+                            self._wave[member] = (m.first_seen, m.requests, source)
+                            m.last_alert, m.worst = reqs[0].ts, m.seen_rank
+        rank = max(_RANK[classify(r.method, r.path)] for r in reqs)
+        mem.requests += len(reqs)
+        in_wave = ip in self._wave_members
+        if in_wave and ip in self._wave:
+            ts0, n, src = self._wave[ip]
+            self._wave[ip] = (ts0, n + len(reqs), src)
+        if in_wave and mem.last_alert is None:
+            self._wave[ip] = (reqs[0].ts, len(reqs), source)
+            mem.last_alert, mem.worst = reqs[0].ts, rank
+        mem.seen_rank = max(mem.seen_rank, rank)
+        ts = reqs[0].ts
+        key = f"unknown-source:{ip}"
+        assert mem.last_alert is not None or not in_wave
+        if mem.last_alert is None:
+            reason = "first seen"
+        elif rank > mem.worst and ts - mem.last_alert >= self.cooldown("unknown-source"):
+            reason = "escalated"  # wave members too: a scanner that starts using the API is news
+        elif not in_wave and ts - mem.last_alert >= max(REMINDER, self.cooldown("unknown-source")):
+            reason = "still active"
+        else:
+            return []
+        mem.last_alert = ts
+        mem.worst = max(mem.worst, rank)
+        self._last[key] = ts
+        inference = sum(1 for r in reqs if classify(r.method, r.path) is Category.INFERENCE)
+        severity = Severity.CRITICAL if rank >= _RANK[Category.INFERENCE] else Severity.WARNING
+        what = {
+            "first seen": "A source that is not on the known list is using the Ollama API",
+            "escalated": "An unknown source moved on to more dangerous endpoints",
+            "still active": "An unknown source is still using the Ollama API",
+        }[reason]
+        message = (
+            f"{what}.\nSource: {ip} (unknown){' via ' + source if source else ''}\n"
+            f"When: {_fmt_ts(ts)} (first seen {_fmt_ts(mem.first_seen)}; {mem.requests} request(s) so far)\n"
+            f"Calls: {_calls(reqs)}\n"
+            f"Why: {ip} is not in [known] allow or admins and has not been approved"
+            + (f"; it ran {inference} inference request(s) on your hardware" if inference else "")
+            + ".\n"
+            f"Next: if you know this client, approve it: {approve_hint(ip)}\n"
+            f"Otherwise block it: {block_hint(ip)}"
+        )
+        return [
+            Alert(
+                ts,
+                "unknown-source",
+                severity,
+                f"Unknown source {ip} {reason} using the Ollama API",
+                message,
+                (ip,),
+                key,
+                {
+                    "source": source,
+                    "reason": reason,
+                    "requests": mem.requests,
+                    "first_seen": mem.first_seen.isoformat(),
+                    "worst_rank": mem.worst,
+                },
+            )
+        ]
+
+    def _privileged(
+        self, ip: str, reqs: list[Request], status: Status, cat: Category, source: str
+    ) -> list[Alert]:
+        hits = [r for r in reqs if classify(r.method, r.path) is cat]
+        if not hits:
+            return []
+        rule = "management-endpoint" if cat is Category.MANAGEMENT else "account-endpoint"
+        key = f"{rule}:{ip}"
+        ts = hits[0].ts
+        if not self.gate(key, rule, ts):
+            return []
+        ok = [r for r in hits if r.status is not None and r.status < 400]
+        severity = (
+            Severity.CRITICAL
+            if cat is Category.MANAGEMENT or any(r.method == "DELETE" for r in hits)
+            else Severity.WARNING
+        )
+        kind = "management (changes the model store)" if cat is Category.MANAGEMENT else "account/cloud"
+        next_step = (
+            f"Next: if {ip} should manage models, add it to [known] admins; if not, check what changed "
+            f"(`ollama list`) and block it: {block_hint(ip)}"
+            if status is not Status.UNKNOWN
+            else f"Next: block it now: {block_hint(ip)}; then check `ollama list` for models you did not create"
+        )
+        message = (
+            f"{len(hits)} {kind} call(s) from a source that is not an admin"
+            f" ({len(ok)} succeeded).\nSource: {self._who(ip, status)}{' via ' + source if source else ''}\n"
+            f"When: {_fmt_ts(ts)}\nCalls: {_calls(hits)}\n"
+            f"Why: only [known] admins may call these endpoints; they can pull, push, overwrite or delete models.\n"
+            + next_step
+        )
+        title = f"{'Management' if cat is Category.MANAGEMENT else 'Account'} endpoint called by {ip} ({status.value})"
+        return [
+            Alert(
+                ts,
+                rule,
+                severity,
+                title,
+                message,
+                (ip,),
+                key,
+                {"source": source, "calls": len(hits), "succeeded": len(ok), "status": status.value},
+            )
+        ]
+
+    def _recon_rule(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
+        if ip in self._wave_members:  # the wave alert covers it
+            return []
+        mem = self._recon.setdefault(ip, _ReconMemory())
+        for r in reqs:
+            if classify(r.method, r.path) is Category.ENUMERATION:
+                mem.seen.append((r.ts, normalise(r.path)))
+        if not mem.seen:
+            return []
+        last_ts = mem.seen[-1][0]
+        while mem.seen and last_ts - mem.seen[0][0] > RECON_WINDOW:
+            mem.seen.popleft()
+        paths = {p for _, p in mem.seen}
+        tags = "/api/tags" in paths or "/v1/models" in paths
+        if not (
+            (tags and ("/" in paths or "/api/show" in paths or "/api/version" in paths)) or len(paths) >= 3
+        ):
+            return []
+        key = f"recon-sequence:{ip}"
+        ts = mem.seen[0][0]
+        if not self.gate(key, "recon-sequence", last_ts):
+            return []
+        message = (
+            f"An unknown source walked Ollama's enumeration endpoints: {', '.join(sorted(paths))} "
+            f"({len(mem.seen)} calls within {int(RECON_WINDOW.total_seconds() // 60)} minutes).\n"
+            f"Source: {ip} (unknown){' via ' + source if source else ''}\nWhen: {_fmt_ts(ts)} to {_fmt_ts(last_ts)}\n"
+            f"Why: listing models and the server version is what scanners and freeloaders do before using the API.\n"
+            f"Next: block it: {block_hint(ip)}; if it is yours, approve it: {approve_hint(ip)}"
+        )
+        return [
+            Alert(
+                last_ts,
+                "recon-sequence",
+                Severity.WARNING,
+                f"Reconnaissance of the Ollama API from {ip}",
+                message,
+                (ip,),
+                key,
+                {"source": source, "paths": sorted(paths)},
+            )
+        ]
+
+    def _probe(self, ip: str, reqs: list[Request], status: Status, source: str) -> list[Alert]:
+        hits = [r for r in reqs if is_probe(r.path)]
+        if not hits:
+            return []
+        key = f"scanner-probe:{ip}"
+        if not self.gate(key, "scanner-probe", hits[0].ts):
+            return []
+        message = (
+            f"{len(hits)} request(s) for paths only vulnerability scanners ask for.\n"
+            f"Source: {self._who(ip, status)}{' via ' + source if source else ''}\nWhen: {_fmt_ts(hits[0].ts)}\n"
+            f"Calls: {_calls(hits)}\n"
+            f"Why: an Ollama host has no .env, .git or PHP pages; someone is scanning this address.\n"
+            f"Next: block it ({block_hint(ip)}) and make sure port 11434 is not reachable from the internet."
+        )
+        return [
+            Alert(
+                hits[0].ts,
+                "scanner-probe",
+                Severity.WARNING,
+                f"Scanner probing from {ip}",
+                message,
+                (ip,),
+                key,
+                {"source": source, "calls": len(hits)},
+            )
+        ]
+
+    def _auth_rule(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
+        q = self._auth.setdefault(ip, deque())
+        for r in reqs:
+            if r.status in (401, 403):
+                q.append(r.ts)
+        if not q:
+            return []
+        while q and q[-1] - q[0] > AUTH_WINDOW:
+            q.popleft()
+        if len(q) < self.settings.auth_failures_threshold:
+            return []
+        key = f"auth-failures:{ip}"
+        if not self.gate(key, "auth-failures", q[-1]):
+            return []
+        message = (
+            f"{len(q)} authentication failures (401/403) within {int(AUTH_WINDOW.total_seconds() // 60)} minutes.\n"
+            f"Source: {self._who(ip, self.known.status(ip))} via {source or 'the proxy'}\n"
+            f"When: {_fmt_ts(q[0])} to {_fmt_ts(q[-1])}\n"
+            f"Why: a burst of rejected credentials is password or token guessing "
+            f"(threshold: {self.settings.auth_failures_threshold}).\n"
+            f"Next: block it ({block_hint(ip)}) or rate-limit it in the proxy; rotate the token if it was leaked."
+        )
+        return [
+            Alert(
+                q[-1],
+                "auth-failures",
+                Severity.WARNING,
+                f"Burst of authentication failures from {ip}",
+                message,
+                (ip,),
+                key,
+                {"source": source, "failures": len(q)},
+            )
+        ]
+
+    def _forwarded(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
+        from monitor.parsers import first_forwarded
+
+        hits = []
+        for r in reqs:
+            if r.forwarded_for and r.peer_ip is None:
+                claimed = first_forwarded(r.forwarded_for)
+                if claimed is not None and claimed != ip:
+                    hits.append((r, claimed))
+        if not hits:
+            return []
+        key = f"forwarded-mismatch:{ip}"
+        ts = hits[0][0].ts
+        if not self.gate(key, "forwarded-mismatch", ts):
+            return []
+        claimed_ips = sorted({c for _, c in hits})
+        message = (
+            f"{len(hits)} request(s) carried an X-Forwarded-For naming {', '.join(claimed_ips[:5])}, "
+            f"but came from {ip}, which is not a trusted proxy.\n"
+            f"Source: {self._who(ip, self.known.status(ip))}{' via ' + source if source else ''}\nWhen: {_fmt_ts(ts)}\n"
+            f"Why: Ollama (Gin) logs the forwarded value as the client, so a forged header hides the real sender.\n"
+            f"Next: if {ip} is your proxy, add it to the source's trusted_proxies; otherwise treat {ip} as the client "
+            f"and block it if unwanted: {block_hint(ip)}"
+        )
+        return [
+            Alert(
+                ts,
+                "forwarded-mismatch",
+                Severity.WARNING,
+                f"Forwarded-for from untrusted peer {ip}",
+                message,
+                (ip,),
+                key,
+                {"source": source, "claimed": claimed_ips[:20]},
+            )
+        ]
+
+    def _is_trusted_proxy(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in n for n in self._trusted)
+
+    def _direct(self, now: datetime) -> list[Alert]:
+        out: list[Alert] = []
+        for ip, (ts, req, source) in list(self._pending_direct.items()):
+            if now - ts < DIRECT_GRACE:
+                continue
+            del self._pending_direct[ip]
+            seen = self._proxy_seen.get(ip)
+            if seen is not None and abs(seen - ts) <= PROXY_SEEN:
+                continue
+            key = f"direct-access:{ip}"
+            if not self.gate(key, "direct-access", ts):
+                continue
+            status = self.known.status(ip)
+            message = (
+                f"Ollama's own log shows a request from {ip} that no proxy source logged.\n"
+                f"Source: {self._who(ip, status)} in {source or 'the Ollama log'}\nWhen: {_fmt_ts(ts)}\n"
+                f"Calls: {_calls([req])}\n"
+                f"Why: a proxy is configured, so clients should reach Ollama only through it; this one went around it "
+                f"(Ollama bound to 0.0.0.0, or a forged X-Forwarded-For).\n"
+                f"Next: bind Ollama to 127.0.0.1 (OLLAMA_HOST=127.0.0.1:11434) or firewall port 11434: {block_hint(ip)}"
+            )
+            out.append(
+                Alert(
+                    ts,
+                    "direct-access",
+                    Severity.WARNING,
+                    f"Direct access to Ollama from {ip}, bypassing the proxy",
+                    message,
+                    (ip,),
+                    key,
+                    {"source": source},
+                )
+            )
+        return out
+
+    def _prune(self, now: datetime) -> None:
+        """Forget state that no rule can use any more (keeps memory bounded under a wave of addresses)."""
+        if self._last_prune is not None and now - self._last_prune < timedelta(minutes=10):
+            return
+        self._last_prune = now
+        horizon = max(
+            REMINDER,
+            max((self.cooldown(r) for r in ("unknown-source", "management-endpoint")), default=REMINDER),
+        )
+        self._last = {
+            k: v for k, v in self._last.items() if now - v < max(horizon, self.cooldown(k.split(":", 1)[0]))
+        }
+        self._unknown = {
+            ip: m
+            for ip, m in self._unknown.items()
+            if m.last_alert is None or now - m.last_alert < horizon * 2
+        }
+        self._recon = {
+            ip: m for ip, m in self._recon.items() if m.seen and now - m.seen[-1][0] < RECON_WINDOW
+        }
+        self._auth = {ip: q for ip, q in self._auth.items() if q and now - q[-1] < AUTH_WINDOW}
+        self._proxy_seen = {ip: t for ip, t in self._proxy_seen.items() if now - t < PROXY_SEEN * 2}
+        self._wave_members = {ip for ip in self._wave_members if ip in self._unknown}

@@ -1,0 +1,283 @@
+"""The isolation-forest detector: contract, scores, guards, explanations, persistence, fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor import detector as dm
+from monitor.config import Settings
+from monitor.errors import ModelError
+from monitor.features import FEATURE_NAMES
+from monitor.known import KnownSources
+from monitor.pipeline import Pipeline, make_dispatcher
+from monitor.store import Store
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def training_frame(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    """Ordinary windows: 20 sources, ~30 requests an hour, mostly inference."""
+    rng = np.random.default_rng(seed)
+    requests = rng.poisson(30, n).astype(float) + 1
+    data = {name: np.zeros(n) for name in FEATURE_NAMES}
+    data.update(
+        requests=requests,
+        inference=np.floor(requests * 0.8),
+        enumeration=np.ceil(requests * 0.2),
+        distinct_paths=rng.integers(1, 4, n).astype(float),
+        latency_p50_ms=rng.lognormal(7, 0.3, n),
+        latency_p95_ms=rng.lognormal(8, 0.3, n),
+        latency_max_ms=rng.lognormal(8.5, 0.3, n),
+        bytes_sent=requests * 1500,
+        user_agents=np.ones(n),
+        burstiness=rng.uniform(-0.2, 0.4, n),
+        hour_rarity=rng.uniform(0.8, 0.95, n),
+        source_age_days=rng.uniform(1, 14, n),
+    )
+    index = pd.MultiIndex.from_arrays(
+        [[f"10.0.1.{i % 20}" for i in range(n)], [T0 + timedelta(hours=i // 20) for i in range(n)]],
+        names=["client_ip", "window_start"],
+    )
+    return pd.DataFrame(data, index=index)[list(FEATURE_NAMES)]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dm.Detector:
+    return dm.Detector(random_state=7).fit(training_frame())
+
+
+def test_estimator_contract() -> None:
+    d = dm.Detector(threshold_quantile=0.01, random_state=3)
+    assert d.get_params()["threshold_quantile"] == 0.01 and d.random_state == 3
+    assert not [k for k in vars(d) if k.endswith("_")]  # __init__ learns nothing
+    assert d.fit(training_frame(300)) is d
+    learned = [k for k in vars(d) if k.endswith("_")]
+    assert {"forest_", "threshold_", "p99_", "n_windows_"} <= set(learned)
+    with pytest.raises(ModelError, match="not trained"):
+        dm.Detector().score_samples(training_frame(10))
+
+
+def test_fast_scores_equal_scikit_learn(fitted: dm.Detector) -> None:
+    probe = training_frame(500, seed=5)
+    probe["requests"] *= np.linspace(0.5, 50, 500)
+    ours = fitted.score_samples(probe)
+    theirs = fitted.forest_.score_samples(fitted._matrix(probe))
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+def test_threshold_is_the_training_quantile(fitted: dm.Detector) -> None:
+    scores = fitted.score_samples(training_frame())
+    assert fitted.threshold_ == pytest.approx(np.quantile(scores, 0.002))
+    findings = fitted.assess(training_frame(600, seed=9))
+    assert sum(f.anomalous for f in findings) <= 3  # ordinary windows stay quiet
+
+
+def test_guard_catches_what_the_saturated_forest_misses(fitted: dm.Detector) -> None:
+    base = training_frame(2, seed=1)
+    big = base.copy()
+    big.iloc[0, big.columns.get_loc("requests")] = 1_402
+    huge = big.copy()
+    huge.iloc[0, huge.columns.get_loc("requests")] = 1_402_000_000
+    # Saturation: the score barely moves between 1,402 and 1.4e9 requests.
+    assert fitted.score_samples(big)[0] == pytest.approx(fitted.score_samples(huge)[0], abs=0.02)
+    finding = fitted.assess(big)[0]
+    assert finding.anomalous and "requests" in finding.guards
+    assert finding.explanation.startswith("requests 1,402 vs typical ")
+    assert "score" in finding.explanation and "threshold" in finding.explanation
+    assert not fitted.assess(base)[0].anomalous
+
+
+def test_own_baseline_keeps_a_big_regular_source_quiet() -> None:
+    frame = training_frame(1200)
+    busy = frame.loc["10.0.1.3"].index[:10]  # one source has a big job now and then (<1% of all windows)
+    frame.loc[[("10.0.1.3", t) for t in busy], "requests"] = 400.0
+    d = dm.Detector(random_state=7).fit(frame)
+    row = frame.loc[[("10.0.1.3", busy[0])]].copy()
+    assert not d.assess(row)[0].anomalous
+    row.index = pd.MultiIndex.from_tuples([("10.0.1.4", row.index[0][1])], names=row.index.names)
+    assert d.assess(row)[0].anomalous  # the same window from an ordinary source is not ordinary
+
+
+def test_save_and_load_round_trip(tmp_path: Path, fitted: dm.Detector) -> None:
+    meta = dm.save(fitted, tmp_path, trained_at=T0, window_start=T0, window_end=T0 + timedelta(days=2))
+    assert meta["features"] == list(FEATURE_NAMES) and meta["rows"] == 1200
+    assert set(meta["versions"]) >= {"scikit-learn", "numpy", "pandas", "python"}
+    assert "requests" in meta["transforms"]["log1p"] and "hour_rarity" not in meta["transforms"]["log1p"]
+    saved = json.loads((tmp_path / dm.META_FILE).read_text())
+    assert saved["sha256"] == meta["sha256"] and saved["threshold"] == fitted.threshold_
+    loaded, meta2 = dm.load(tmp_path)
+    probe = training_frame(50, seed=4)
+    np.testing.assert_array_equal(loaded.score_samples(probe), fitted.score_samples(probe))
+    assert meta2["warnings"] == []
+
+
+def test_corrupt_mismatched_or_missing_models_are_refused(tmp_path: Path, fitted: dm.Detector) -> None:
+    with pytest.raises(ModelError, match="no trained model"):
+        dm.load(tmp_path)
+    dm.save(fitted, tmp_path, trained_at=T0)
+    model = tmp_path / dm.MODEL_FILE
+    model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ModelError, match="checksum"):
+        dm.load(tmp_path)
+    dm.save(fitted, tmp_path, trained_at=T0)
+    with pytest.raises(ModelError, match="different features"):
+        dm.load(tmp_path, features=(*FEATURE_NAMES, "new_feature"))
+    (tmp_path / dm.META_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable"):
+        dm.load(tmp_path)
+
+
+def test_version_mismatch_warns(
+    tmp_path: Path, fitted: dm.Detector, caplog: pytest.LogCaptureFixture
+) -> None:
+    dm.save(fitted, tmp_path, trained_at=T0)
+    meta_path = tmp_path / dm.META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["versions"]["scikit-learn"] = "0.1"
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="monitor.detector"):
+        _model, loaded = dm.load(tmp_path)
+    assert any("scikit-learn 0.1" in w for w in loaded["warnings"])
+    assert "scikit-learn 0.1" in caplog.text
+
+
+def test_pipeline_falls_back_to_rules_only_on_a_corrupt_model(
+    tmp_path: Path, fitted: dm.Detector, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = tmp_path / "models"
+    dm.save(fitted, models, trained_at=T0)
+    (models / dm.MODEL_FILE).write_bytes(b"garbage")
+    settings = Settings.model_validate(
+        {"database": {"url": f"sqlite:///{tmp_path}/m.db"}, "detector": {"model_dir": str(models)}}
+    )
+    store = Store.open(settings.database.url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+            pipe = Pipeline(settings, store, make_dispatcher(settings, None), KnownSources(settings.known))
+        assert pipe.detector is None
+        assert pipe.status["detector"] == "rules-only" and "checksum" in pipe.status["reason"]
+        assert "running on rules only" in caplog.text
+        assert pipe.tick(T0) == []  # still works: rules only, not enough history to retrain
+        assert "windows of history" in pipe.status["reason"] or "checksum" in pipe.status["reason"]
+    finally:
+        store.close()
+
+
+def test_due() -> None:
+    assert dm.due(T0, None)
+    assert not dm.due(T0, T0 - timedelta(hours=23))
+    assert dm.due(T0, T0 - timedelta(hours=24))
+    assert dm.due(T0, T0 - timedelta(hours=2), every=timedelta(hours=1))
+
+
+def test_train_and_score_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from monitor import simulate
+    from monitor.records import Request
+    from tests.conftest import assert_no_traceback
+
+    db, models = tmp_path / "m.db", tmp_path / "models"
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n[detector]\nmodel_dir = "{models}"\n'
+        '[known]\nallow = ["10.0.0.0/8"]\n',
+        encoding="utf-8",
+    )
+    events = simulate.simulate(T0, days=3, seed=2)
+    store = Store.open(f"sqlite:///{db}")
+    fid = store.file_id("ollama", "fp", "x")
+    store.add_batch(
+        "ollama",
+        fid,
+        [
+            (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms, e.bytes_sent))
+            for i, e in enumerate(events)
+            if e.ts < T0 + timedelta(hours=20)
+        ],
+    )
+    store.close()
+    early = cli("--config", str(config), "train")
+    assert early.returncode == 0 and "not trained" in early.stdout and "windows of history" in early.stdout
+    nomodel = cli("--config", str(config), "score")
+    assert (
+        nomodel.returncode == 65
+        and "no trained model" in nomodel.stderr
+        and "ollama-monitor train" in nomodel.stderr
+    )
+
+    store = Store.open(f"sqlite:///{db}")
+    store.add_batch(
+        "ollama",
+        store.file_id("ollama", "fp2", "y"),
+        [
+            (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms, e.bytes_sent))
+            for i, e in enumerate(events)
+            if e.ts >= T0 + timedelta(hours=20)
+        ],
+    )
+    store.close()
+    trained = cli("--config", str(config), "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "trained on" in trained.stdout and (models / dm.META_FILE).is_file()
+    scored = cli("--config", str(config), "score", "--json", "--window", "2026-03-04T11:20")
+    assert scored.returncode == 0, scored.stderr
+    data = json.loads(scored.stdout)
+    assert data["windows"] and {"client_ip", "score", "anomalous", "window_start"} <= set(data["windows"][0])
+    assert {w["window_start"] for w in data["windows"]} == {"2026-03-04T11:00:00+00:00"}
+    (models / dm.MODEL_FILE).write_bytes(b"not a model")
+    broken = cli("--config", str(config), "score")
+    assert broken.returncode == 65 and "checksum" in broken.stderr
+    assert_no_traceback(broken)
+
+
+def test_pipeline_alerts_fresh_anomalies_and_only_records_stale_ones(tmp_path: Path) -> None:
+    from monitor import simulate
+    from monitor.records import Request
+    from monitor.store import detect_queries as q
+
+    events = simulate.simulate(
+        T0, days=3, seed=8, scenarios={"hostile-night": timedelta(days=2, hours=2, minutes=10)}
+    )
+    settings = Settings.model_validate(
+        {
+            "database": {"url": f"sqlite:///{tmp_path}/m.db"},
+            "detector": {"model_dir": str(tmp_path / "models")},
+            "known": simulate.known_config(),
+        }
+    )
+    store = Store.open(settings.database.url)
+    try:
+        fid = store.file_id("ollama", "fp", "x")
+        rows = [
+            (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms))
+            for i, e in enumerate(events)
+        ]
+        store.add_batch("ollama", fid, rows)
+        known = KnownSources(settings.known)
+        day2 = T0 + timedelta(days=2)
+        trainer = Pipeline(settings, store, make_dispatcher(settings, None), known)
+        trainer.catch_up(day2)
+        assert trainer.train(day2) is not None and trainer.status["detector"] == "active"
+        store.set_meta("detector.scored_until", day2.isoformat())
+
+        live = Pipeline(settings, store, make_dispatcher(settings, None), known)
+        notes = live.tick(day2 + timedelta(hours=3, minutes=5))  # just after the hostile window closed
+        hostile = [n for n in notes if n.rule == "anomaly"]
+        assert [n.client_ips for n in hostile] == [(simulate.HOSTILE_IP,)]
+        assert "vs typical" in hostile[0].message
+
+        store.set_meta("detector.scored_until", day2.isoformat())
+        late = Pipeline(settings, store, make_dispatcher(settings, None), known)
+        assert [
+            n for n in late.tick(day2 + timedelta(days=1)) if n.rule == "anomaly"
+        ] == []  # a day late: stale
+        flagged = [w for w in q.load_windows(store, day2, day2 + timedelta(days=1)) if w["anomalous"]]
+        assert simulate.HOSTILE_IP in {w["client_ip"] for w in flagged}
+    finally:
+        store.close()
