@@ -225,7 +225,12 @@ def run_demo(
             f"Ingested {report.inserted:,} requests of history in {report.seconds:.1f}s "
             f"({report.lines_per_second:,.0f} lines/s), the same path as `ollama-monitor ingest`."
         )
-        jobs = Jobs(settings, store, echo=lambda n: (fired.append(n), narrator.alert(n)))
+
+        def echo(note: Notification) -> None:
+            fired.append(note)
+            narrator.alert(note)
+
+        jobs = Jobs(settings, store, echo=echo)
         jobs.pipeline.catch_up(now, alert=False)  # compute the history's (client, hour) windows
         trained = jobs.pipeline.train(now)
         if trained:

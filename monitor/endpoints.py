@@ -8,11 +8,11 @@ described in FIELD_NOTES.md.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     INFERENCE = "inference"  # spends GPU time: generate, chat, embeddings, completions
     ENUMERATION = "enumeration"  # what scanners call first: /, version, tags, ps, show, models
     MANAGEMENT = "management"  # changes the model store: pull, push, create, copy, delete, blobs

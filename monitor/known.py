@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 
 from monitor.config import KnownSettings
@@ -17,7 +17,7 @@ from monitor.config import KnownSettings
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     ADMIN = "admin"
     KNOWN = "known"
     APPROVED = "approved"

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from functools import lru_cache
 
-
 from monitor.records import ParseResult, Reject, Request, Skip
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -170,5 +169,3 @@ __all__ = [
     "resolve_client",
     "sniff",
 ]
-
-
