@@ -98,27 +98,24 @@ def looks_binary(path: Path) -> bool:
     return with_nul * 2 >= len(lines) or head.count(b"\0") > len(head) // 8
 
 
-def iter_lines(fh: IO[bytes], start: int = 0, *, final: bool = True) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, raw line without newline) from byte `start`.
+def iter_lines(fh: IO[bytes], start: int = 0, *, final: bool = True) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (offset, raw line without its newline, offset of the next line) from byte `start`.
 
     With final=False a last line without a newline is not yielded (a writer may still be on it).
     """
     if start:
-        if isinstance(fh, gzip.GzipFile):
-            fh.seek(start)  # gzip seeks by decompressing: correct, and only paid once
-        else:
-            fh.seek(start)
+        fh.seek(start)  # a gzip file seeks by decompressing: correct, and only paid once
     offset = start
     for raw in fh:
-        n = len(raw)
+        end = offset + len(raw)
         if raw.endswith(b"\n"):
             line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
         elif not final:
             return
         else:
             line = raw
-        yield offset, line
-        offset += n
+        yield offset, line, end
+        offset = end
 
 
 @dataclass
@@ -181,7 +178,7 @@ def check_file(
         _guard_binary(path)
         decoder = LineDecoder(fmt, ctx)
         with open_log(path) as fh:
-            for lineno, (_offset, raw) in enumerate(iter_lines(fh), 1):
+            for lineno, (_offset, raw, _end) in enumerate(iter_lines(fh), 1):
                 report.lines += 1
                 report.bytes_read += len(raw) + 1
                 result = _decode(decoder, raw)
@@ -212,12 +209,11 @@ def ingest_file(
     *,
     batch_lines: int = BATCH_LINES,
     progress: Progress | None = None,
-    on_batch: Callable[[list[Request]], None] | None = None,
 ) -> FileReport:
     """Store every request of a file, resuming from its checkpoint; idempotent and never fatal per line.
 
     Each batch of rows commits with the checkpoint that covers it, so an interrupted ingest resumes
-    where it stopped. `on_batch` (used by `replay`) sees each committed batch's requests.
+    where it stopped.
     """
     report = FileReport(path=str(path), source=source)
     start = time.perf_counter()
@@ -234,12 +230,13 @@ def ingest_file(
         report.resumed_at = position
         decoder = LineDecoder(fmt, ctx)
         gz = is_gzip(path)
+        committer = _Committer(store, report, source, file_id, fp, str(path))
         parsed: list[tuple[int, Request]] = []
         rejects: list[tuple[int, str, str]] = []
         skipped = 0
         last_reported = position
         with open_log(path) as fh:
-            for offset, raw in iter_lines(fh, position, final=gz):
+            for offset, raw, end in iter_lines(fh, position, final=gz):
                 report.lines += 1
                 if len(raw) > MAX_LINE_BYTES:
                     result: ParseResult | None = Reject("line too long")
@@ -252,29 +249,15 @@ def ingest_file(
                     report.reasons[result.reason] += 1
                 else:
                     skipped += 1
-                position = offset + len(raw) + 1
+                position = end
                 # Never checkpoint between the parts of a split Docker record: they would be lost.
                 if len(parsed) + len(rejects) + skipped >= batch_lines and not decoder.holding:
-                    _commit(
-                        store,
-                        report,
-                        source,
-                        file_id,
-                        fp,
-                        str(path),
-                        parsed,
-                        rejects,
-                        skipped,
-                        position,
-                        on_batch,
-                    )
+                    committer.submit(parsed, rejects, skipped, position)
                     parsed, rejects, skipped = [], [], 0
                     if progress:
                         progress(position - last_reported)
                         last_reported = position
-            _commit(
-                store, report, source, file_id, fp, str(path), parsed, rejects, skipped, position, on_batch
-            )
+            committer.submit(parsed, rejects, skipped, position)
             if progress:
                 progress(position - last_reported)
             if not gz:
@@ -289,31 +272,36 @@ def ingest_file(
     return report
 
 
-def _commit(
-    store: Store,
-    report: FileReport,
-    source: str,
-    file_id: int,
-    fp: str,
-    path: str,
-    parsed: list[tuple[int, Request]],
-    rejects: list[tuple[int, str, str]],
-    skipped: int,
-    position: int,
-    on_batch: Callable[[list[Request]], None] | None,
-) -> None:
-    if not parsed and not rejects and not skipped:
-        return
-    result = store.add_batch(
-        source, file_id, parsed, rejects, Checkpoint(source, fp, position, path), skipped=skipped
-    )
-    report.parsed += len(parsed)
-    report.rejected += len(rejects)
-    report.skipped += skipped
-    report.inserted += result.inserted
-    report.duplicates += result.duplicates
-    if on_batch is not None and parsed:
-        on_batch([r for _, r in parsed])
+class _Committer:
+    """Commits the batches of one file, each with the checkpoint that covers it, and counts them.
+
+    (A background committer thread was tried and measured: it gained nothing, since SQLite's insert
+    work and the parser contend for the GIL; see README, Performance.)
+    """
+
+    def __init__(
+        self, store: Store, report: FileReport, source: str, file_id: int, fp: str, path: str
+    ) -> None:
+        self.store, self.report = store, report
+        self.source, self.file_id, self.fp, self.path = source, file_id, fp, path
+
+    def submit(
+        self,
+        parsed: list[tuple[int, Request]],
+        rejects: list[tuple[int, str, str]],
+        skipped: int,
+        position: int,
+    ) -> None:
+        if not (parsed or rejects or skipped):
+            return
+        checkpoint = Checkpoint(self.source, self.fp, position, self.path)
+        result = self.store.add_batch(self.source, self.file_id, parsed, rejects, checkpoint, skipped=skipped)
+        report = self.report
+        report.parsed += len(parsed)
+        report.rejected += len(rejects)
+        report.skipped += skipped
+        report.inserted += result.inserted
+        report.duplicates += result.duplicates
 
 
 def _has_partial_tail(fh: IO[bytes], position: int) -> bool:
