@@ -8,7 +8,6 @@ Prints findings (rich sections, or `--json`) and exits 0 when nothing is above i
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,18 @@ from rich.text import Text
 
 from monitor.audit import HostProbe, Report, run_audit
 from monitor.cli.common import Env, pass_env
+from monitor.sanitize import clean
 
 TEXT_CAP = 300
 LINES_CAP = 60
 
 # CSI (colours, cursor moves), OSC (titles, hyperlinks) and any other escape sequence.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?")
 # C0/C1 controls, DEL, zero-width and bidirectional overrides (which can reorder what a reader sees).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def _clean(text: object, cap: int = TEXT_CAP) -> str:
-    """Make one line of untrusted text safe to print: no escapes, no control characters, capped.
-    (To be replaced by monitor.sanitize once it lands.)"""
-    value = _CONTROL.sub("", _ANSI.sub("", str(text)))
-    return value if len(value) <= cap else value[: cap - 1] + "…"
+    """Make one line of untrusted text safe to print: no escapes, no control characters, capped."""
+    return clean(text, cap)
 
 
 def _clean_block(text: str) -> str:

@@ -96,30 +96,39 @@ def collect(env: Env, now: datetime | None = None) -> dict[str, Any]:
 
 
 def model_state(model_dir: Path) -> dict[str, Any]:
-    """Summarise the newest model metadata file in model_dir, or say there is none."""
-    metas = (
-        sorted(model_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        if model_dir.is_dir()
-        else []
-    )
-    for path in metas:
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict):
-            continue
+    """Summarise the saved detector in model_dir (its metadata, and whether the model file matches its
+    checksum), without importing scikit-learn: `status` must stay fast."""
+    import hashlib
+
+    meta_path = model_dir / "detector.json"  # monitor.detector.META_FILE
+    if not meta_path.is_file():
         return {
-            "trained": True,
-            "file": str(path),
-            "trained_at": meta.get("trained_at"),
-            "windows": meta.get("rows") or meta.get("windows") or meta.get("n_windows"),
-            "threshold": meta.get("threshold"),
-            "features": len(meta.get("features", [])) or None,
+            "trained": False,
+            "note": "no trained model yet: rules only until enough history (ollama-monitor train)",
+        }
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        model_file = model_dir / str(meta["model_file"])
+        digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {
+            "trained": False,
+            "file": str(meta_path),
+            "note": f"model unusable ({exc}): rules only; run ollama-monitor train",
+        }
+    if digest != meta.get("sha256"):
+        return {
+            "trained": False,
+            "file": str(meta_path),
+            "note": "model file does not match its checksum (corrupt or replaced): rules only; run ollama-monitor train",
         }
     return {
-        "trained": False,
-        "note": "no trained model yet: rules only until enough history (ollama-monitor train)",
+        "trained": True,
+        "file": str(meta_path),
+        "trained_at": meta.get("trained_at"),
+        "windows": meta.get("rows"),
+        "threshold": meta.get("threshold"),
+        "features": len(meta.get("features", [])) or None,
     }
 
 
