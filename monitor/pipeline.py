@@ -25,7 +25,8 @@ from monitor import features as feat
 from monitor.config import Settings, SourceSettings
 from monitor.known import KnownSources
 from monitor.records import Alert, Notification, Request, Severity
-from monitor.rules import REMINDER, RulesEngine, block_hint
+from monitor.rules import REMINDER, RulesEngine
+from monitor.rules_text import block_hint
 from monitor.store import Store
 from monitor.store import detect_queries as q
 

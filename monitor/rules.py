@@ -3,7 +3,8 @@
 `RulesEngine.evaluate(requests, now, source=..., is_proxy=...)` returns `Alert`s. The engine is a plain
 object: the caller passes the clock (log time in replay, wall time live), cooldown state lives in
 memory, and `seed()` restores it from the `alerts` table so a restart does not re-alert inside a
-cooldown. No threads, no I/O.
+cooldown. No threads, no I/O. The alerts' titles, messages and "Next:" hints are written by
+`monitor.rules_text`.
 
 Rules (ids from config.RULE_IDS; each can be disabled in `[rules] disabled`):
 - unknown-source: a source that is not known (allow-list, admins, approvals). One alert when it is
@@ -32,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from monitor import rules_text
 from monitor.config import RuleSettings
 from monitor.endpoints import Category, classify, is_probe, normalise
 from monitor.known import KnownSources, Status
@@ -69,37 +71,11 @@ class _ReconMemory:
     seen: deque[tuple[datetime, str]] = field(default_factory=deque)
 
 
-def _fmt_ts(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _is_loopback(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).is_loopback
     except ValueError:
         return False
-
-
-def approve_hint(ip: str) -> str:
-    return f"ollama-monitor sources approve {ip} --note 'who this is'"
-
-
-def block_hint(ip: str) -> str:
-    if ":" in ip:
-        return f"sudo ip6tables -I INPUT -s {ip} -p tcp --dport 11434 -j DROP (or `deny {ip};` in nginx)"
-    return f"sudo iptables -I INPUT -s {ip} -p tcp --dport 11434 -j DROP (or `deny {ip};` in nginx)"
-
-
-def _calls(reqs: Sequence[Request], limit: int = 5) -> str:
-    """Summarise requests as `POST /api/pull (200) x2, ...` for a message."""
-    counts: dict[tuple[str, str, str], int] = {}
-    for r in reqs:
-        key = (r.method or "-", (r.path or "-")[:120], str(r.status) if r.status is not None else "-")
-        counts[key] = counts.get(key, 0) + 1
-    parts = [f"{m} {p} ({s})" + (f" x{n}" if n > 1 else "") for (m, p, s), n in list(counts.items())[:limit]]
-    if len(counts) > limit:
-        parts.append(f"and {len(counts) - limit} more")
-    return ", ".join(parts)
 
 
 class RulesEngine:
@@ -223,22 +199,13 @@ class RulesEngine:
         last = max(ts for ts, _n, _s in members.values())
         total = sum(n for _ts, n, _s in members.values())
         sources = sorted({src for _ts, _n, src in members.values() if src})
-        shown = ", ".join(ips[:15]) + (f" and {len(ips) - 15} more" if len(ips) > 15 else "")
-        message = (
-            f"A wave of {len(ips)} new unknown sources used the Ollama API ({total} requests).\n"
-            f"Sources: {shown}{' via ' + ', '.join(sources) if sources else ''}\n"
-            f"When: {_fmt_ts(first)} to {_fmt_ts(last)}\n"
-            f"Why: none of them is in [known] allow or admins or approved; many new addresses within minutes is a "
-            f"scan or a botnet sweep, and means the port is reachable from the internet.\n"
-            f"Next: firewall port 11434 (or bind Ollama to 127.0.0.1) rather than blocking addresses one by one; "
-            f"`ollama-monitor sources list` shows them all."
-        )
+        title, message = rules_text.wave_text(ips, total, sources, first, last)
         return [
             Alert(
                 max(now, last),
                 "unknown-source",
                 Severity.WARNING,
-                f"Wave of {len(ips)} unknown sources using the Ollama API",
+                title,
                 message,
                 ips,
                 f"unknown-source:wave:{first.isoformat()}",
@@ -247,8 +214,7 @@ class RulesEngine:
         ]
 
     def _who(self, ip: str, status: Status) -> str:
-        name = self.known.name(ip)
-        return f"{ip} ({name}, {status.value})" if name else f"{ip} ({status.value})"
+        return rules_text.who(ip, self.known.name(ip), status)
 
     def _unknown_source(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
         mem = self._unknown.get(ip)
@@ -292,27 +258,15 @@ class RulesEngine:
         self._last[key] = ts
         inference = sum(1 for r in reqs if classify(r.method, r.path) is Category.INFERENCE)
         severity = Severity.CRITICAL if rank >= _RANK[Category.INFERENCE] else Severity.WARNING
-        what = {
-            "first seen": "A source that is not on the known list is using the Ollama API",
-            "escalated": "An unknown source moved on to more dangerous endpoints",
-            "still active": "An unknown source is still using the Ollama API",
-        }[reason]
-        message = (
-            f"{what}.\nSource: {ip} (unknown){' via ' + source if source else ''}\n"
-            f"When: {_fmt_ts(ts)} (first seen {_fmt_ts(mem.first_seen)}; {mem.requests} request(s) so far)\n"
-            f"Calls: {_calls(reqs)}\n"
-            f"Why: {ip} is not in [known] allow or admins and has not been approved"
-            + (f"; it ran {inference} inference request(s) on your hardware" if inference else "")
-            + ".\n"
-            f"Next: if you know this client, approve it: {approve_hint(ip)}\n"
-            f"Otherwise block it: {block_hint(ip)}"
+        title, message = rules_text.unknown_source_text(
+            ip, reason, source, ts, mem.first_seen, mem.requests, reqs, inference
         )
         return [
             Alert(
                 ts,
                 "unknown-source",
                 severity,
-                f"Unknown source {ip} {reason} using the Ollama API",
+                title,
                 message,
                 (ip,),
                 key,
@@ -343,21 +297,9 @@ class RulesEngine:
             if cat is Category.MANAGEMENT or any(r.method == "DELETE" for r in hits)
             else Severity.WARNING
         )
-        kind = "management (changes the model store)" if cat is Category.MANAGEMENT else "account/cloud"
-        next_step = (
-            f"Next: if {ip} should manage models, add it to [known] admins; if not, check what changed "
-            f"(`ollama list`) and block it: {block_hint(ip)}"
-            if status is not Status.UNKNOWN
-            else f"Next: block it now: {block_hint(ip)}; then check `ollama list` for models you did not create"
+        title, message = rules_text.privileged_text(
+            ip, self._who(ip, status), status, cat is Category.MANAGEMENT, source, ts, hits, len(ok)
         )
-        message = (
-            f"{len(hits)} {kind} call(s) from a source that is not an admin"
-            f" ({len(ok)} succeeded).\nSource: {self._who(ip, status)}{' via ' + source if source else ''}\n"
-            f"When: {_fmt_ts(ts)}\nCalls: {_calls(hits)}\n"
-            f"Why: only [known] admins may call these endpoints; they can pull, push, overwrite or delete models.\n"
-            + next_step
-        )
-        title = f"{'Management' if cat is Category.MANAGEMENT else 'Account'} endpoint called by {ip} ({status.value})"
         return [
             Alert(
                 ts,
@@ -393,19 +335,15 @@ class RulesEngine:
         ts = mem.seen[0][0]
         if not self.gate(key, "recon-sequence", last_ts):
             return []
-        message = (
-            f"An unknown source walked Ollama's enumeration endpoints: {', '.join(sorted(paths))} "
-            f"({len(mem.seen)} calls within {int(RECON_WINDOW.total_seconds() // 60)} minutes).\n"
-            f"Source: {ip} (unknown){' via ' + source if source else ''}\nWhen: {_fmt_ts(ts)} to {_fmt_ts(last_ts)}\n"
-            f"Why: listing models and the server version is what scanners and freeloaders do before using the API.\n"
-            f"Next: block it: {block_hint(ip)}; if it is yours, approve it: {approve_hint(ip)}"
+        title, message = rules_text.recon_text(
+            ip, sorted(paths), len(mem.seen), RECON_WINDOW, source, ts, last_ts
         )
         return [
             Alert(
                 last_ts,
                 "recon-sequence",
                 Severity.WARNING,
-                f"Reconnaissance of the Ollama API from {ip}",
+                title,
                 message,
                 (ip,),
                 key,
@@ -420,19 +358,13 @@ class RulesEngine:
         key = f"scanner-probe:{ip}"
         if not self.gate(key, "scanner-probe", hits[0].ts):
             return []
-        message = (
-            f"{len(hits)} request(s) for paths only vulnerability scanners ask for.\n"
-            f"Source: {self._who(ip, status)}{' via ' + source if source else ''}\nWhen: {_fmt_ts(hits[0].ts)}\n"
-            f"Calls: {_calls(hits)}\n"
-            f"Why: an Ollama host has no .env, .git or PHP pages; someone is scanning this address.\n"
-            f"Next: block it ({block_hint(ip)}) and make sure port 11434 is not reachable from the internet."
-        )
+        title, message = rules_text.probe_text(ip, self._who(ip, status), source, hits)
         return [
             Alert(
                 hits[0].ts,
                 "scanner-probe",
                 Severity.WARNING,
-                f"Scanner probing from {ip}",
+                title,
                 message,
                 (ip,),
                 key,
@@ -454,20 +386,16 @@ class RulesEngine:
         key = f"auth-failures:{ip}"
         if not self.gate(key, "auth-failures", q[-1]):
             return []
-        message = (
-            f"{len(q)} authentication failures (401/403) within {int(AUTH_WINDOW.total_seconds() // 60)} minutes.\n"
-            f"Source: {self._who(ip, self.known.status(ip))} via {source or 'the proxy'}\n"
-            f"When: {_fmt_ts(q[0])} to {_fmt_ts(q[-1])}\n"
-            f"Why: a burst of rejected credentials is password or token guessing "
-            f"(threshold: {self.settings.auth_failures_threshold}).\n"
-            f"Next: block it ({block_hint(ip)}) or rate-limit it in the proxy; rotate the token if it was leaked."
+        who_ = self._who(ip, self.known.status(ip))
+        title, message = rules_text.auth_text(
+            ip, who_, source, q, AUTH_WINDOW, self.settings.auth_failures_threshold
         )
         return [
             Alert(
                 q[-1],
                 "auth-failures",
                 Severity.WARNING,
-                f"Burst of authentication failures from {ip}",
+                title,
                 message,
                 (ip,),
                 key,
@@ -491,20 +419,15 @@ class RulesEngine:
         if not self.gate(key, "forwarded-mismatch", ts):
             return []
         claimed_ips = sorted({c for _, c in hits})
-        message = (
-            f"{len(hits)} request(s) carried an X-Forwarded-For naming {', '.join(claimed_ips[:5])}, "
-            f"but came from {ip}, which is not a trusted proxy.\n"
-            f"Source: {self._who(ip, self.known.status(ip))}{' via ' + source if source else ''}\nWhen: {_fmt_ts(ts)}\n"
-            f"Why: Ollama (Gin) logs the forwarded value as the client, so a forged header hides the real sender.\n"
-            f"Next: if {ip} is your proxy, add it to the source's trusted_proxies; otherwise treat {ip} as the client "
-            f"and block it if unwanted: {block_hint(ip)}"
+        title, message = rules_text.forwarded_text(
+            ip, self._who(ip, self.known.status(ip)), source, ts, len(hits), claimed_ips
         )
         return [
             Alert(
                 ts,
                 "forwarded-mismatch",
                 Severity.WARNING,
-                f"Forwarded-for from untrusted peer {ip}",
+                title,
                 message,
                 (ip,),
                 key,
@@ -532,20 +455,13 @@ class RulesEngine:
             if not self.gate(key, "direct-access", ts):
                 continue
             status = self.known.status(ip)
-            message = (
-                f"Ollama's own log shows a request from {ip} that no proxy source logged.\n"
-                f"Source: {self._who(ip, status)} in {source or 'the Ollama log'}\nWhen: {_fmt_ts(ts)}\n"
-                f"Calls: {_calls([req])}\n"
-                f"Why: a proxy is configured, so clients should reach Ollama only through it; this one went around it "
-                f"(Ollama bound to 0.0.0.0, or a forged X-Forwarded-For).\n"
-                f"Next: bind Ollama to 127.0.0.1 (OLLAMA_HOST=127.0.0.1:11434) or firewall port 11434: {block_hint(ip)}"
-            )
+            title, message = rules_text.direct_text(ip, self._who(ip, status), source, ts, req)
             out.append(
                 Alert(
                     ts,
                     "direct-access",
                     Severity.WARNING,
-                    f"Direct access to Ollama from {ip}, bypassing the proxy",
+                    title,
                     message,
                     (ip,),
                     key,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from monitor.sanitize import neutralise
-from monitor.summary import CATEGORIES, STATUSES, Summary
+from monitor.summary_data import CATEGORIES, STATUSES, Summary
 from monitor.summary_render import (
     TOP_SOURCES,
     WEEKDAYS,

@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.sanitize import for_terminal, neutralise
-from monitor.summary import STATUSES, SourceUsage, Summary, to_json_data
+from monitor.summary_data import STATUSES, SourceUsage, Summary, to_json_data
 
 FORMATS = ("text", "markdown", "html", "json")
 TOP_SOURCES = 25  # rows of the sources table in text, Markdown and HTML (JSON lists every source)

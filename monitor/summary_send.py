@@ -24,7 +24,7 @@ from apprise.plugins.email import NotifyEmail
 from monitor.config import AlertSettings
 from monitor.errors import AlertError
 from monitor.sanitize import cap, safe_text
-from monitor.summary import Summary
+from monitor.summary_data import Summary
 from monitor.summary_html import render_html
 from monitor.summary_render import change, count, percent, stamp
 

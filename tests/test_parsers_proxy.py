@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from monitor import parsers
 from monitor.parsers import ParseContext
 from monitor.parsers.caddy import go_duration_ms
-from monitor.parsers.clf import any_time, clf_time, inert, split_host_port, split_request, unescape
+from monitor.parsers.common import any_time, clf_time, inert, split_host_port, split_request, unescape
 from monitor.records import Reject, Request, Skip
 
 LOGS = Path(__file__).parent / "logs"

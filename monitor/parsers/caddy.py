@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from monitor.parsers import ParseContext, register
-from monitor.parsers.clf import any_time, client_and_peer, inert, number, peer_address, split_host_port
+from monitor.parsers.common import any_time, client_and_peer, inert, number, peer_address, split_host_port
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")

@@ -27,12 +27,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from monitor.parsers import ParseContext, register
-from monitor.parsers.clf import (
+from monitor.parsers import ParseContext, canonical_ip, register
+from monitor.parsers.common import (
     LOCAL_PEER,
     MONTHS,
     SYSLOG,
-    canonical_ip,
     client_and_peer,
     peer_address,
     split_request,

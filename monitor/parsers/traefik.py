@@ -26,7 +26,7 @@ import json
 import re
 
 from monitor.parsers import ParseContext, register
-from monitor.parsers.clf import (
+from monitor.parsers.common import (
     any_time,
     clf_time,
     client_and_peer,
