@@ -12,7 +12,6 @@ follows; a line longer than MAX_LINE_BYTES is kept as a reject, not parsed.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import time
 from collections import Counter
@@ -26,25 +25,20 @@ from monitor.config import Settings, SourceSettings, tzinfo_for
 from monitor.errors import SourceError
 from monitor.parsers.decoder import LineDecoder
 from monitor.records import Checkpoint, ParseResult, Reject, Request, Skip
+from monitor.sources.lines import (
+    FINGERPRINT_BYTES,
+    MAX_LINE_BYTES,
+    decode_line,
+    fingerprint_of,
+    identity_prefix,
+)
 
 if TYPE_CHECKING:
     from monitor.store import Store
 
-MAX_LINE_BYTES = 64 * 1024
-FINGERPRINT_BYTES = 4096  # a first line longer than this is fingerprinted on its first 4 KiB
 BATCH_LINES = 20_000
 
 Progress = Callable[[int], None]  # called with bytes read since the last call
-
-
-def decode_line(raw: bytes) -> str:
-    """Bytes of one line (without its newline) -> text; invalid UTF-8 becomes `\\xHH` escapes."""
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def fingerprint_of(first_line: bytes) -> str:
-    """Return the fingerprint of a file whose first complete line (with its newline) is `first_line`."""
-    return hashlib.sha256(first_line[:FINGERPRINT_BYTES]).hexdigest()[:32]
 
 
 def is_gzip(path: Path) -> bool:
@@ -71,15 +65,15 @@ def open_log(path: Path) -> IO[bytes]:
 
 
 def file_fingerprint(path: Path) -> str | None:
-    """Return the fingerprint of the file's first complete line, or None if it has none yet."""
+    """Return the fingerprint of the file's first complete line, or None if it has none yet
+    (the same identity the live follower uses, so the two share checkpoints)."""
     with open_log(path) as fh:
         try:
-            first = fh.readline(FINGERPRINT_BYTES)
+            head = fh.read(FINGERPRINT_BYTES)
         except (OSError, EOFError) as exc:
             raise SourceError(f"{path}: cannot read: {exc}") from None
-    if not first.endswith(b"\n") and len(first) < FINGERPRINT_BYTES:
-        return None
-    return fingerprint_of(first)
+    prefix = identity_prefix(head)
+    return None if prefix is None else fingerprint_of(prefix)
 
 
 def looks_binary(path: Path) -> bool:

@@ -14,6 +14,7 @@ from html import escape
 from monitor.sanitize import neutralise
 from monitor.summary_data import CATEGORIES, STATUSES, Summary
 from monitor.summary_render import (
+    SOURCE_COLUMNS,
     TOP_SOURCES,
     WEEKDAYS,
     change,
@@ -207,21 +208,7 @@ def _sources_table(summary: Summary) -> str:
             ]
         )
     table = _table(
-        [
-            "source",
-            "status",
-            "requests",
-            "inference",
-            "enum",
-            "mgmt",
-            "errors",
-            "p50",
-            "p95",
-            "bytes",
-            "hours",
-            "first seen",
-            "last seen",
-        ],
+        list(SOURCE_COLUMNS),
         rows,
         "ilnnnnnnnnnnn",
     )

@@ -53,6 +53,24 @@ def render(summary: Summary, fmt: str, *, width: int = TEXT_WIDTH) -> str:
 # --- shared formatting ----------------------------------------------------------------------------------
 
 
+# The per-source table's columns, shared by the Markdown and HTML renderings.
+SOURCE_COLUMNS = (
+    "source",
+    "status",
+    "requests",
+    "inference",
+    "enum",
+    "mgmt",
+    "errors",
+    "p50",
+    "p95",
+    "bytes",
+    "hours",
+    "first seen",
+    "last seen",
+)
+
+
 def gist(message: str) -> str:
     """The part of an alert message worth a table cell: its `Why:` line, else its first line."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
@@ -399,21 +417,7 @@ def render_markdown(summary: Summary) -> str:
     out += ["", "## Sources", ""]
     if summary.sources:
         out += _md_table(
-            [
-                "source",
-                "status",
-                "requests",
-                "inference",
-                "enum",
-                "mgmt",
-                "errors",
-                "p50",
-                "p95",
-                "bytes",
-                "hours",
-                "first seen",
-                "last seen",
-            ],
+            list(SOURCE_COLUMNS),
             (
                 [
                     md(s.client_ip, 45)

@@ -4,7 +4,7 @@ Facts every reader here follows:
 - A file is identified by the fingerprint of its first line: sha256 of the first line including its
   newline, or of the first FINGERPRINT_BYTES bytes when the first line is longer. A file with neither
   (no complete first line yet, and shorter than that) has no fingerprint: it waits.
-  This is the same definition as `monitor.ingest.fingerprint_of`, so checkpoints are shared.
+  `monitor.ingest` uses these same definitions, so ingest and the follower share checkpoints.
 - Only complete lines are consumed from a live file; a partial last line waits for its newline.
 - Positions count real bytes. A line longer than MAX_LINE_BYTES keeps only its first MAX_LINE_BYTES
   bytes in memory (the caller turns it into a reject); its full length still moves the position.
