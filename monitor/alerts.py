@@ -110,7 +110,7 @@ def notification_for(alert: Alert, now: datetime, host: str | None = None) -> No
     severity = alert.severity
     title = cap(f"[{severity.value.upper()}] " + safe_text(alert.title, TITLE_MAX), TITLE_MAX)
     message = safe_text(alert.message, MESSAGE_MAX, keep_newlines=True)
-    if "\nSource:" in message and "\nNext:" in message:
+    if ("\nSource:" in message or "\nSources:" in message) and "\nNext:" in message:
         # The rule already wrote what, where, when, why and what next: do not say it twice.
         nid = "a-" + _digest_id("alert", alert.rule, alert.key, alert.ts.astimezone(UTC).isoformat())
         body = f"{message}\n-- ollama-monitor on {host or _host()}"

@@ -114,7 +114,7 @@ class SourceSettings(_Section):
     json_fields: JsonFields = Field(default_factory=JsonFields)
     proxy: bool | None = Field(
         default=None,
-        description="This source is a reverse proxy in front of Ollama (default: format != ollama).",
+        description="This source is a reverse proxy in front of Ollama (default: true for the proxy formats, false for ollama and auto).",
     )
 
     @field_validator("trusted_proxies")

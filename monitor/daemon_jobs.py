@@ -89,12 +89,17 @@ class Jobs:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        try:
+            # Release what a digest still holds: queued in the outbox now, delivered at the next start
+            # (or by `alerts retry`) if the delivery thread has no time left for it.
+            self._release_held()
+        except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
+            log.exception("could not release held alerts")
         self._delivery_stop.set()
         self._delivery_wake.set()
         if self._delivery is not None:
             self._delivery.join(timeout=3.0)
         try:
-            self._emit(self.pipeline.tick(self.clock()))  # release what a digest holds
             self.store.set_meta("daemon.stopped_at", self.clock().isoformat())
         except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
             log.exception("could not record the stop")
@@ -132,7 +137,12 @@ class Jobs:
             self._prune(now)
 
     def settings_changed(self, settings: Settings) -> None:
-        """Follow a SIGHUP: new allow-list and approvals, new alert settings (URLs, routes, limits)."""
+        """Follow a SIGHUP: new allow-list and approvals, new alert settings (URLs, routes, limits).
+
+        The rules' memory starts afresh (their cooldowns are seeded again from the `alerts` table), and
+        an open digest is released first so that nothing it holds is lost.
+        """
+        self._release_held()
         self.settings = settings
         self.pipeline = self._build_pipeline(settings)
         self._delivery_wake.set()
@@ -143,6 +153,12 @@ class Jobs:
         )
 
     # --- internals --------------------------------------------------------------------------------
+    def _release_held(self) -> None:
+        now = self.clock()
+        self._emit(self.pipeline.tick(now))
+        # A digest whose window is still open: close it now rather than lose it.
+        self._emit(self.pipeline.dispatcher.flush(now + timedelta(days=1)))
+
     def _emit(self, notes: list[Notification]) -> None:
         if not notes:
             return

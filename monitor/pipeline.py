@@ -104,6 +104,13 @@ class Pipeline:
             return
         try:
             self.detector, self.model_meta = dm.load(self.model_dir)
+            saved_window = self.model_meta.get("window_minutes")
+            if saved_window is not None and int(saved_window) != self.settings.detector.window_minutes:
+                self.detector = None
+                raise ModelError(
+                    f"the model was trained on {saved_window}-minute windows but [detector] window_minutes is "
+                    f"{self.settings.detector.window_minutes}; retrain it with `ollama-monitor train`"
+                )
         except ModelError as exc:
             log.warning("detector disabled, running on rules only: %s", exc)
             self.status.update(detector="rules-only", reason=f"model unusable: {exc}", error=str(exc))
@@ -356,6 +363,8 @@ class Pipeline:
                 "rows": len(rows),
                 "threshold": model.threshold_,
                 "trained_at": now.isoformat(),
+                "training_window": {"start": start.isoformat(), "end": end.isoformat()},
+                "saved": False,
                 "warnings": [str(exc)],
             }
         self.detector, self.model_meta, self.last_trained = model, meta, now

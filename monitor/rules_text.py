@@ -57,7 +57,8 @@ def wave_text(
     """A wave of new unknown sources (`ips` in order of first sighting; `sources` the log sources)."""
     shown = ", ".join(ips[:15]) + (f" and {len(ips) - 15} more" if len(ips) > 15 else "")
     message = (
-        f"A wave of {len(ips)} new unknown sources used the Ollama API ({total} requests).\n"
+        f"A wave of new unknown sources is using the Ollama API: {len(ips)} not reported before "
+        f"({total} requests); any earlier ones were alerted on their own.\n"
         f"Sources: {shown}{' via ' + ', '.join(sources) if sources else ''}\n"
         f"When: {_fmt_ts(first)} to {_fmt_ts(last)}\n"
         f"Why: none of them is in [known] allow or admins or approved; many new addresses within minutes is a "
@@ -65,7 +66,7 @@ def wave_text(
         f"Next: firewall port 11434 (or bind Ollama to 127.0.0.1) rather than blocking addresses one by one; "
         f"`ollama-monitor sources list` shows them all."
     )
-    return f"Wave of {len(ips)} unknown sources using the Ollama API", message
+    return f"Wave of unknown sources using the Ollama API ({len(ips)} new)", message
 
 
 def unknown_source_text(

@@ -145,3 +145,12 @@ def test_cli_missing_config_file(cli: CliRunner, tmp_path: Path) -> None:
     assert proc.returncode == 78
     assert_no_traceback(proc)
     assert "not found" in proc.stderr
+
+
+def test_cli_validate_checks_alert_urls_without_leaking_them(cli: CliRunner, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[alerts]\nurls = ["json://127.0.0.1:9/ok", "nosuchservice://secret-token@x"]\n')
+    proc = cli("--config", str(cfg), "config", "validate")
+    assert proc.returncode == 78
+    assert_no_traceback(proc)
+    assert "alerts.urls[1]" in proc.stderr and "secret-token" not in proc.stderr

@@ -18,8 +18,15 @@ def config_group() -> None:
 @config_group.command("validate")
 @pass_env
 def validate(env: Env) -> None:
-    """Check the config file; list every problem with its key path (exit 78 when invalid)."""
+    """Check the config file; list every problem with its key path (exit 78 when invalid).
+
+    Alert URLs are checked too (each must be a usable apprise URL); nothing is sent.
+    """
     settings = env.settings
+    if settings.alerts.urls or settings.alerts.config_file:
+        from monitor.delivery import load_targets
+
+        load_targets(settings.alerts)  # raises AlertError naming alerts.urls[i], never the URL
     env.out.print(
         f"{env.origin}: OK ({len(settings.sources)} source(s), database {settings.database.url.split('://', 1)[0]})",
         markup=False,

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
 from monitor.config import FORMATS, Settings, SourceSettings
-from monitor.errors import MonitorError, SourceError
+from monitor.errors import ModelError, MonitorError, SourceError
 from monitor.records import Alert, Notification
 
 
@@ -70,12 +70,16 @@ def train(env: Env, as_json: bool) -> None:
     if as_json:
         env.out.print_json(json.dumps(meta, default=str))
         return
+    where = f"saved in {settings.detector.model_dir}" if meta.get("saved", True) else "NOT saved"
     env.out.print(
         f"trained on {meta['rows']} windows ({meta['training_window']['start']} to "
-        f"{meta['training_window']['end']}); threshold {meta['threshold']:.4f}; saved in "
-        f"{settings.detector.model_dir}",
+        f"{meta['training_window']['end']}); threshold {meta['threshold']:.4f}; {where}",
         markup=False,
     )
+    for warning in meta.get("warnings", []):
+        env.err.print(f"ollama-monitor: warning: {warning}", markup=False)
+    if not meta.get("saved", True):
+        sys.exit(ModelError.exit_code)
 
 
 @click.command("score")

@@ -78,7 +78,8 @@ def ingest(
     """Backfill log FILES (plain or .gz) into the database.
 
     Idempotent: a line already stored is never stored again, and a file read before resumes where it
-    stopped. Malformed lines are counted and kept as rejects. Exit status 1 when a file could not be read.
+    stopped. Malformed lines are counted and kept as rejects. Exit status 1 when a file could not be read
+    (66 when none of the files exists).
     """
     missing = [p for p in files if not p.exists()]
     if len(missing) == len(files):
