@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,12 @@ from monitor.daemon import Daemon  # noqa: E402
 from monitor.records import Request  # noqa: E402
 from monitor.store import Store  # noqa: E402
 
-LINE = '203.0.113.{ip} - - [10/Oct/2025:13:55:36 +0000] "GET /b/{i} HTTP/1.1" 200 {size} "-" "bench/1.0"\n'
+# Recent times: the daemon prunes requests older than [retention] requests_days.
+LINE = (
+    "203.0.113.{ip} - - ["
+    + datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S")
+    + ' +0000] "GET /b/{i} HTTP/1.1" 200 {size} "-" "bench/1.0"\n'
+)
 
 
 def latency(watch: str, samples: int) -> list[float]:
@@ -134,6 +139,23 @@ def wait_count(db: Path, n: int, timeout: float) -> None:
         time.sleep(0.01)
 
 
+def wait_ready(db: Path, timeout: float) -> None:
+    """Wait for the daemon's first heartbeat: it has started every job and ticked once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            con = sqlite3.connect(db, timeout=5)
+            try:
+                if con.execute("SELECT 1 FROM meta WHERE key = 'daemon.heartbeat'").fetchone():
+                    return
+            finally:
+                con.close()
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the daemon did not start")
+
+
 def idle_cpu(watch: str, seconds: float) -> float:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -142,7 +164,8 @@ def idle_cpu(watch: str, seconds: float) -> float:
         proc, db = start_daemon(tmp, log, watch)
         try:
             wait_count(db, 1, 30)
-            time.sleep(2)  # let start-up work settle
+            wait_ready(db, 60)
+            time.sleep(3)  # let start-up work settle (imports, the first tick's window bookkeeping)
             before, t0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(seconds)
             used, elapsed = cpu_seconds(proc.pid) - before, time.monotonic() - t0
