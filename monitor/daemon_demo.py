@@ -304,5 +304,7 @@ def _summary(store: Any, settings: config_mod.Settings, now: datetime) -> str:
     from monitor.summary_render import render
 
     since = now - timedelta(hours=1)
-    data = summary.build(store, settings, since, datetime.now(UTC) + timedelta(minutes=1))
+    # Until the end of the window closed early, so that its anomaly alert is in the period too.
+    until = datetime.now(UTC) + timedelta(minutes=settings.detector.window_minutes + 5)
+    data = summary.build(store, settings, since, until)
     return render(data, "text", width=110)

@@ -200,9 +200,15 @@ def model_lines(summary: Summary) -> list[str]:
         lines = [f"Model {safe(m.file, 80)}, saved {stamp(m.updated_at)} UTC."]
         if m.problem:
             lines.append(f"Problem: {m.problem}.")
-        facts = [f"{safe(k, 30)}={safe(v, 40)}" for k, v in list(m.metadata.items())[:12]]
-        if facts:
-            lines.append("Metadata: " + ", ".join(facts))
+        meta = m.metadata
+        if "rows" in meta or "threshold" in meta:
+            trained = safe(meta.get("trained_at", "?"), 40)[:16].replace("T", " ")
+            threshold = meta.get("threshold")
+            shown = f"{threshold:.4f}" if isinstance(threshold, int | float) else safe(threshold, 20)
+            lines.append(
+                f"Trained {trained} UTC on {count(int(meta.get('rows') or meta.get('windows') or 0))} windows of "
+                f"{safe(meta.get('window_minutes', '?'), 8)} minutes; score threshold {shown}."
+            )
     lines.append(
         f"Windows scored this period: {count(m.scored_windows)}, anomalous: {count(m.anomalous_windows)}."
     )
