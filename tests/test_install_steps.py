@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import services
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -30,8 +32,7 @@ def install_steps() -> list[str]:
 
 @pytest.mark.slow
 def test_readme_install_steps(tmp_path: Path) -> None:
-    if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not available")
+    services.require("systemd-analyze (Debian package systemd)", shutil.which("systemd-analyze"))
     root = tmp_path / "root"
     (root / "etc" / "systemd" / "system").mkdir(parents=True)
     bin_dir = tmp_path / "bin"
