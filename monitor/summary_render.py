@@ -175,7 +175,15 @@ def totals_rows(summary: Summary) -> list[tuple[str, str, str, str]]:
             f"{count(p.errors)} ({percent(p.error_rate)})",
             change(summary.change("errors")),
         ),
-        ("Bytes sent", size(t.bytes_sent), size(p.bytes_sent), change(summary.change("bytes_sent"))),
+        # Ollama's own log carries no sizes: say "-" rather than "0 B" when no source reported any.
+        (
+            "Bytes sent",
+            *(
+                (size(t.bytes_sent), size(p.bytes_sent), change(summary.change("bytes_sent")))
+                if any(src.bytes_sent is not None for src in summary.sources)
+                else ("-", "-", "n/a")
+            ),
+        ),
     ]
     return rows
 
