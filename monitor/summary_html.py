@@ -20,15 +20,14 @@ from monitor.summary_render import (
     change,
     count,
     headline,
-    millis,
     model_lines,
     more_line,
     percent,
     period_label,
     safe,
-    size,
     stamp,
     totals_rows,
+    usage_cells,
 )
 
 STATUS_COLOURS = {"admin": "#7b3fb8", "known": "#2f6fd6", "approved": "#1f9d6b", "unknown": "#d9412b"}
@@ -194,15 +193,7 @@ def _sources_table(summary: Summary) -> str:
             [
                 label,
                 _badge(s.status, STATUS_COLOURS),
-                count(s.requests),
-                count(s.inference),
-                count(s.enumeration),
-                count(s.management),
-                percent(s.error_rate),
-                millis(s.latency_p50_ms),
-                millis(s.latency_p95_ms),
-                size(s.bytes_sent),
-                str(s.active_hours),
+                *usage_cells(s),
                 escape(stamp(s.first_seen)),
                 escape(stamp(s.last_seen)),
             ]

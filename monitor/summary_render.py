@@ -71,6 +71,21 @@ SOURCE_COLUMNS = (
 )
 
 
+def usage_cells(s: SourceUsage) -> list[str]:
+    """The per-source usage figures, in SOURCE_COLUMNS order from `requests` to `hours`."""
+    return [
+        count(s.requests),
+        count(s.inference),
+        count(s.enumeration),
+        count(s.management),
+        percent(s.error_rate),
+        millis(s.latency_p50_ms),
+        millis(s.latency_p95_ms),
+        size(s.bytes_sent),
+        str(s.active_hours),
+    ]
+
+
 def gist(message: str) -> str:
     """The part of an alert message worth a table cell: its `Why:` line, else its first line."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
@@ -285,15 +300,7 @@ def text_renderables(summary: Summary) -> list[RenderableType]:
         sources.add_row(
             Text(source_label(s) + (" (new)" if s.new else "")),
             s.status,
-            count(s.requests),
-            count(s.inference),
-            count(s.enumeration),
-            count(s.management),
-            percent(s.error_rate),
-            millis(s.latency_p50_ms),
-            millis(s.latency_p95_ms),
-            size(s.bytes_sent),
-            str(s.active_hours),
+            *usage_cells(s),
             s.first_seen.strftime("%m-%d"),
             short_stamp(s.last_seen),
         )
@@ -438,15 +445,7 @@ def render_markdown(summary: Summary) -> str:
                     + (f" ({md(s.name, 24)})" if s.name else "")
                     + (" **new**" if s.new else ""),
                     s.status,
-                    count(s.requests),
-                    count(s.inference),
-                    count(s.enumeration),
-                    count(s.management),
-                    percent(s.error_rate),
-                    millis(s.latency_p50_ms),
-                    millis(s.latency_p95_ms),
-                    size(s.bytes_sent),
-                    str(s.active_hours),
+                    *usage_cells(s),
                     stamp(s.first_seen),
                     stamp(s.last_seen),
                 ]

@@ -177,22 +177,12 @@ def parse_clf(line: str, ctx: ParseContext) -> ParseResult:
             if peer is not None and "\\" not in agent:
                 if tail:
                     forwarded, latency = _extras(tail)
-                    if forwarded is not None and ctx.trusted_proxies:
-                        client, via = resolve_client(peer, forwarded, ctx)
-                        return Request(
-                            clf_time(ts, ctx.tz),
-                            client,
-                            method,
-                            path,
-                            _STATUS[status],
-                            latency,
-                            0 if size == "-" else int(size),
-                            None if agent == "-" else agent,
-                            forwarded,
-                            via,
-                        )
                 else:
                     forwarded = latency = None
+                if forwarded is not None and ctx.trusted_proxies:
+                    client, via = resolve_client(peer, forwarded, ctx)
+                else:
+                    client, via = peer, None
                 last = _LAST  # one read: another thread may replace it (never mutate it in place)
                 if ts == last[0]:
                     when = last[1]
@@ -204,7 +194,7 @@ def parse_clf(line: str, ctx: ParseContext) -> ParseResult:
                     Request,
                     (
                         when,
-                        peer,
+                        client,
                         method,
                         path,
                         _STATUS[status],
@@ -212,7 +202,7 @@ def parse_clf(line: str, ctx: ParseContext) -> ParseResult:
                         0 if size == "-" else int(size),
                         None if agent == "-" else agent,
                         forwarded,
-                        None,
+                        via,
                     ),
                 )
         if line[:1] == "{" or line.lstrip()[:1] == "{":
