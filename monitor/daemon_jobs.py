@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("monitor.daemon")
 
 HEARTBEAT_SECONDS = 10.0
+APPROVALS_SECONDS = 10.0  # `sources approve` on the command line takes effect within this
 STATUS_SECONDS = 5.0
 PRUNE_EVERY = timedelta(hours=1)
 DELIVERY_POLL_SECONDS = 5.0
@@ -69,6 +70,8 @@ class Jobs:
         self._last_status = 0.0
         self._last_watchdog = 0.0
         self._last_prune: datetime | None = None
+        self._last_approvals = 0.0
+        self._approved = self._approvals()
         self._ready = False
         self.metrics: Metrics | None = None
         self.sources_alive: Callable[[], int] = lambda: len(settings.sources)
@@ -78,7 +81,7 @@ class Jobs:
     def _build_pipeline(self, settings: Settings) -> Pipeline:
         from monitor.pipeline import Pipeline, make_dispatcher
 
-        known = KnownSources(settings.known, [a["network"] for a in self.store.approvals()])
+        known = KnownSources(settings.known, self._approvals())
         return Pipeline(settings, self.store, make_dispatcher(settings, self.store), known)
 
     def start(self) -> None:
@@ -122,6 +125,9 @@ class Jobs:
         self._rates.append((mono, self._lines))
         while len(self._rates) > 2 and mono - self._rates[0][0] > 60:
             self._rates.popleft()
+        if mono - self._last_approvals >= APPROVALS_SECONDS:
+            self._last_approvals = mono
+            self._refresh_approvals()
         if mono - self._last_heartbeat >= HEARTBEAT_SECONDS:
             self._last_heartbeat = mono
             self.store.set_meta("daemon.heartbeat", now.isoformat())
@@ -153,6 +159,17 @@ class Jobs:
         )
 
     # --- internals --------------------------------------------------------------------------------
+    def _approvals(self) -> list[str]:
+        return sorted(a["network"] for a in self.store.approvals())
+
+    def _refresh_approvals(self) -> None:
+        """Pick up `sources approve` / `revoke` run while the daemon is running."""
+        approved = self._approvals()
+        if approved != self._approved:
+            self._approved = approved
+            self.pipeline.set_known(KnownSources(self.settings.known, approved))
+            log.info("approvals changed: %d approved network(s)", len(approved))
+
     def _release_held(self) -> None:
         now = self.clock()
         self._emit(self.pipeline.tick(now))
