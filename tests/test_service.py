@@ -123,7 +123,7 @@ def test_prometheus_metrics_on_loopback(tmp_path: Path) -> None:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
             if (
                 'ollama_monitor_requests_stored_total{source="nginx"} 500.0' in text
-                and "ollama_monitor_outbox" in text
+                and "ollama_monitor_sources 1.0" in text
             ):
                 break
             time.sleep(0.5)
