@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: venv test demo lint bench clean
 
 $(STAMP): pyproject.toml
+	@echo "building $(VENV) from pyproject.toml (pip's log: $(VENV)/install.log)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@$(BIN)/pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(BIN)/pip install -e '.[test]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(STAMP)
 
 venv: $(STAMP)
