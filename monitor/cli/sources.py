@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import datetime
 from typing import Any
@@ -50,11 +51,25 @@ def source_rows(env: Env) -> list[dict[str, Any]]:
     finally:
         store.close()
     known = KnownSources(env.settings.known, [a["network"] for a in approvals])
+    notes = [(ipaddress.ip_network(a["network"], strict=False), a.get("note") or None) for a in approvals]
+
+    def note_for(ip: str) -> str | None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        matches = [
+            (net.prefixlen, note)
+            for net, note in notes
+            if note and addr.version == net.version and addr in net
+        ]
+        return max(matches)[1] if matches else None
+
     rows = [
         {
             "client_ip": s["client_ip"],
             "status": known.status(s["client_ip"]).value,
-            "name": known.name(s["client_ip"]),
+            "name": known.name(s["client_ip"]) or note_for(s["client_ip"]),
             "requests": int(s["requests"]),
             "first_seen": _iso(s["first_seen"]),
             "last_seen": _iso(s["last_seen"]),
@@ -74,7 +89,13 @@ def source_rows(env: Env) -> list[dict[str, Any]]:
                     "last_seen": None,
                 }
             )
+    # The ones to look at first: unknown sources, then the busiest.
+    rows.sort(key=lambda r: (r["status"] != "unknown", -r["requests"], r["client_ip"]))
     return rows
+
+
+def _short(ts: str | None) -> str:
+    return ts[:16].replace("T", " ") if ts else "-"
 
 
 @click.group("sources")
@@ -94,15 +115,15 @@ def list_cmd(env: Env, as_json: bool) -> None:
     if not rows:
         env.out.print("no sources seen yet", markup=False)
         return
-    table = Table("source", "status", "name", "requests", "first seen", "last seen")
+    table = Table("source", "status", "name", "requests", "first seen (UTC)", "last seen (UTC)")
     for r in rows:
         table.add_row(
             r["client_ip"],
             r["status"],
             r["name"] or "",
             f"{r['requests']:,}",
-            r["first_seen"] or "-",
-            r["last_seen"] or "-",
+            _short(r["first_seen"]),
+            _short(r["last_seen"]),
         )
     env.out.print(table)
     unknown = sum(1 for r in rows if r["status"] == "unknown")
