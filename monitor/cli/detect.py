@@ -46,7 +46,7 @@ def train(env: Env, as_json: bool) -> None:
     with `ollama-monitor ingest`. With fewer than `min_windows` windows it trains nothing and says so
     (the daemon runs on rules only until then).
     """
-    from monitor.pipeline import Pipeline, floor_time
+    from monitor.pipeline import GRACE, Pipeline, floor_time
     from monitor.store import detect_queries as q
 
     settings = env.settings
@@ -59,7 +59,8 @@ def train(env: Env, as_json: bool) -> None:
             )
         pipeline = Pipeline(settings, store, _Silent(), _known(settings, store))
         window = timedelta(minutes=settings.detector.window_minutes)
-        now = floor_time(hi, window) + window
+        # The end of the newest window, plus the grace a window gets for late lines: it is included too.
+        now = floor_time(hi, window) + window + GRACE
         pipeline.catch_up(now)
         meta = pipeline.train(now)
     finally:
