@@ -9,15 +9,13 @@ SQLAlchemy is imported here and in this package only.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -25,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from monitor.errors import StoreError
 from monitor.records import Checkpoint, Request
 from monitor.store import schema
+from monitor.store.engine import hint_for, make_engine, safe_url, short_error
 from monitor.store.schema import SCHEMA_VERSION, metadata
 
 REJECT_LINE_CAP = 2000
@@ -67,14 +66,6 @@ class BatchResult:
     rejects: int
 
 
-@dataclass(frozen=True)
-class ParsedLine:
-    """A parsed request and where its line starts."""
-
-    offset: int
-    request: Request
-
-
 class Store:
     """A handle on the monitor's database. Cheap to open; call `close()` (or use `with`)."""
 
@@ -86,18 +77,18 @@ class Store:
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:
         """Open (and create or migrate) the database at `url`; raise StoreError with a clear message."""
-        engine = _make_engine(url, create=create)
+        engine = make_engine(url, create=create)
         store = cls(engine)
         try:
             store._create_or_migrate()
         except OperationalError as exc:
             engine.dispose()
             raise StoreError(
-                f"cannot open database {_safe_url(url)}: {_short(exc)}", hint=_hint_for(url)
+                f"cannot open database {safe_url(url)}: {short_error(exc)}", hint=hint_for(url)
             ) from None
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise StoreError(f"database error on {_safe_url(url)}: {_short(exc)}") from None
+            raise StoreError(f"database error on {safe_url(url)}: {short_error(exc)}") from None
         return store
 
     def close(self) -> None:
@@ -192,7 +183,7 @@ class Store:
                     self._save_checkpoint(conn, checkpoint, len(parsed), len(rejects), skipped, last_ts)
         except OperationalError as exc:
             raise StoreError(
-                f"cannot write to the database: {_short(exc)}", hint=_hint_for(str(self.engine.url))
+                f"cannot write to the database: {short_error(exc)}", hint=hint_for(str(self.engine.url))
             ) from None
         return BatchResult(inserted, len(parsed) - inserted, kept)
 
@@ -441,76 +432,3 @@ def _no_nul(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and "\x00" in value:
             row[key] = value.replace("\x00", "\\x00")
     return row
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _make_engine(url: str, *, create: bool) -> Engine:
-    if url.startswith("sqlite"):
-        db_path = url.split(":///", 1)[1] if ":///" in url else ""
-        if db_path and db_path != ":memory:":
-            path = Path(db_path)
-            if create:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StoreError(
-                        f"cannot create the database directory {path.parent}: {exc.strerror}",
-                        hint="set [database] url to a writable place, or run with --config",
-                    ) from None
-            if not os.access(path.parent, os.W_OK):
-                raise StoreError(
-                    f"the database directory {path.parent} is not writable",
-                    hint="SQLite needs to write the database and its -wal file beside it; choose a writable [database] url",
-                )
-        # A small pool: the daemon's loop and its delivery thread each keep a warm connection (and its
-        # page cache) instead of reconnecting and re-running the PRAGMAs for every batch.
-        engine = create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=False)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    try:
-        return create_engine(url, pool_pre_ping=True)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StoreError(f"cannot use database URL {_safe_url(url)}: {_short(exc)}") from None
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # A plain cursor: the documented recipe toggles `autocommit`, which exists only on Python 3.12+.
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: index inserts by client address are random writes
-    cur.close()
-
-
-def _safe_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        userinfo, host = rest.split("@", 1)
-        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-    return url
-
-
-def _short(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig or exc).splitlines()[0][:300]
-
-
-def _hint_for(url: str) -> str | None:
-    if url.startswith("sqlite"):
-        return "check that the database file and its directory are writable by this user"
-    return "check the server address, credentials and that the database exists"
-
-
-def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
