@@ -262,6 +262,8 @@ def run_demo(
             )
             jobs._emit(jobs.pipeline.tick(later))
             jobs.stop()
+            if notify and jobs.deliver_now():
+                say("Some notifications could not be delivered to the --notify URL(s).")
         summary_text = _summary(store, settings, now)
         store.close()
         rules: dict[str, int] = {}

@@ -108,6 +108,14 @@ class Jobs:
             log.exception("could not record the stop")
         self.notifier.close()
 
+    def deliver_now(self, budget_seconds: float = 20.0) -> int:
+        """Deliver what is due in the outbox now, in this thread (the demo, whose database is temporary,
+        calls it after `stop`); return how many attempts failed."""
+        outbox = getattr(self.pipeline.dispatcher, "outbox", None)
+        if outbox is None:
+            return 0
+        return sum(1 for a in outbox.deliver(budget_seconds=budget_seconds) if not a.ok)
+
     # --- hooks ------------------------------------------------------------------------------------
     def on_stored(self, source: SourceSettings, requests: list[Request], now: datetime) -> None:
         self._lines += len(requests)
