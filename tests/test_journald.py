@@ -163,3 +163,31 @@ def test_journalctl_missing_is_logged_not_fatal(tmp_path: Path, caplog: pytest.L
     assert follower.read(10) == []  # retried later, complained once
     assert sum("cannot run" in r.getMessage() for r in caplog.records) == 1
     follower.close()
+
+
+def test_a_new_sequence_number_space_never_collides(tmp_path: Path, journal: tuple[Path, Path, str]) -> None:
+    """A volatile journal starts numbering again at every boot (a new `s=` id): the records of the new
+    space reuse old sequence numbers, and must all be stored, not taken for duplicates."""
+    records, _args_log, journalctl = journal
+    records.write_text(gin_record(1, "/boot1/a") + gin_record(2, "/boot1/b"))
+    db = tmp_path / "db.sqlite"
+    store = Store.open(f"sqlite:///{db}")
+    source = SourceSettings(
+        name="ollama", journal_unit="ollama.service", format="ollama", start_at="beginning"
+    )
+    follower = JournalFollower(source, store, journalctl=journalctl)
+    follow_until(follower, store, 2)
+    with records.open("a", encoding="utf-8") as fh:  # after a reboot: same seqnums, another space
+        for seq, path in ((1, "/boot2/a"), (2, "/boot2/b"), (3, "/boot2/c")):
+            fh.write(gin_record(seq, path).replace(f"s={SID}", "s=feedfacefeedfacefeedfacefeedface"))
+    follow_until(follower, store, 5)
+    follower.close()
+    paths = sorted(r[2] for r in stored(db))
+    assert paths == ["/boot1/a", "/boot1/b", "/boot2/a", "/boot2/b", "/boot2/c"]
+    # Restarting in the new space resumes after its cursor: nothing stored twice.
+    follower = JournalFollower(source, Store.open(f"sqlite:///{db}"), journalctl=journalctl)
+    with records.open("a", encoding="utf-8") as fh:
+        fh.write(gin_record(4, "/boot2/d").replace(f"s={SID}", "s=feedfacefeedfacefeedfacefeedface"))
+    follow_until(follower, store, 6)
+    follower.close()
+    assert sorted(r[2] for r in stored(db))[-1] == "/boot2/d" and len(stored(db)) == 6

@@ -67,6 +67,16 @@ def message_text(value: Any) -> str | None:
     return None
 
 
+def record_space(record: dict[str, Any]) -> str:
+    """Return the record's sequence-number space (the `s=` id of its cursor), or "" if it has none."""
+    cursor = record.get("__CURSOR")
+    if isinstance(cursor, str):
+        for part in cursor.split(";"):
+            if part.startswith("s="):
+                return part[2:]
+    return ""
+
+
 def record_offset(record: dict[str, Any]) -> int | None:
     """Return the record's unique key: its sequence number, else its realtime timestamp, else None."""
     seq = record.get("__SEQNUM")
@@ -113,6 +123,7 @@ class JournalFollower:
         self._decoder_factory = decoder_factory
         self._decoder = decoder_factory(source)
         self.file_id = store.file_id(self.name, self.fp, self.label)
+        self._space_ids: dict[str, int] = {}
         saved = store.checkpoint(self.name, self.fp)
         self._cursor = saved.cursor if saved else None  # committed
         self._count = saved.position if saved else 0  # committed
@@ -141,7 +152,7 @@ class JournalFollower:
         assert proc is not None and proc.stdout is not None
         self._drain_stderr()
         ended = self._fill(proc.stdout.fileno(), budget)
-        batch = Batch(self.name, self.file_id, Checkpoint(self.name, self.fp, 0, self.label))
+        batches: list[Batch] = []
         consumed = 0
         while consumed < budget:
             nl = self._buf.find(b"\n")
@@ -150,13 +161,17 @@ class JournalFollower:
             raw = bytes(self._buf[:nl])
             del self._buf[: nl + 1]
             consumed += 1
-            self._take(batch, raw)
-        batch.lines = consumed
+            self._take(batches, raw)
         self.more = b"\n" in self._buf
         if ended and not self.more:
             self._ended(proc)
-        if consumed == 0:
+        if not batches:
             return []
+        self._seal(batches[-1])
+        return batches
+
+    def _seal(self, batch: Batch) -> None:
+        """Give `batch` the checkpoint of everything read so far, committed with it."""
         cursor, count = self._read_cursor, self._read_count
         batch.checkpoint = Checkpoint(self.name, self.fp, count, self.label, cursor=cursor)
 
@@ -164,7 +179,18 @@ class JournalFollower:
             self._cursor, self._count = cursor, count
 
         batch.on_commit = committed
-        return [batch]
+
+    def _file_id_for(self, space: str) -> int:
+        """Rows are keyed by (file, sequence number); each sequence-number space of the journal (its
+        `s=` id, new after a journal reset, e.g. every boot with volatile storage) is its own file, so
+        a restarted numbering can never collide with rows already stored."""
+        if not space:
+            return self.file_id
+        found = self._space_ids.get(space)
+        if found is None:
+            digest = hashlib.sha256(f"{self.unit}\0{space}".encode()).hexdigest()[:48]
+            found = self._space_ids[space] = self.store.file_id(self.name, f"journal:{digest}", self.label)
+        return found
 
     def rewind(self) -> None:
         """Drop what was read but not committed: restart journalctl from the committed cursor."""
@@ -177,15 +203,21 @@ class JournalFollower:
         self._stop_process()
 
     # --- internals ---------------------------------------------------------------------------------
-    def _take(self, batch: Batch, raw: bytes) -> None:
+    def _take(self, batches: list[Batch], raw: bytes) -> None:
+        cursor_before, count_before = self._read_cursor, self._read_count
         self._read_count += 1
         try:
             record = json.loads(raw)
             if not isinstance(record, dict):
                 raise ValueError("not an object")
         except ValueError:
+            batch = self._batch_for(batches, batches[-1].file_id if batches else self.file_id, None)
+            batch.lines += 1
             batch.rejects.append((-self._read_count, "journal record is not JSON", decode_line(raw[:2000])))
             return
+        file_id = self._file_id_for(record_space(record))
+        batch = self._batch_for(batches, file_id, (cursor_before, count_before))
+        batch.lines += 1
         cursor = record.get("__CURSOR")
         if isinstance(cursor, str):
             self._read_cursor = cursor
@@ -202,6 +234,20 @@ class JournalFollower:
             return
         result = decode_safely(self._decoder, text)
         add_result(batch, offset, result if result is not None else Skip("held"), text)
+
+    def _batch_for(self, batches: list[Batch], file_id: int, before: tuple[str | None, int] | None) -> Batch:
+        """The batch for a record of `file_id`: the current one, or a new one when the sequence-number
+        space changed (the current batch is then sealed at the state `before` this record)."""
+        if batches and batches[-1].file_id == file_id:
+            return batches[-1]
+        if batches and before is not None:
+            current = (self._read_cursor, self._read_count)
+            self._read_cursor, self._read_count = before
+            self._seal(batches[-1])
+            self._read_cursor, self._read_count = current
+        batch = Batch(self.name, file_id, Checkpoint(self.name, self.fp, 0, self.label))
+        batches.append(batch)
+        return batch
 
     def _fill(self, fd: int, budget: int) -> bool:
         """Read what journalctl has printed (without blocking); return True when it exited."""
