@@ -4,7 +4,8 @@ The checkpoint of a journal source has fingerprint `journal:UNIT` (hashed when l
 characters), position = how many records were consumed (a running count), and cursor = the
 `__CURSOR` of the last consumed record; it commits with the rows, so a restart passes
 `--after-cursor=CURSOR` and resumes exactly. Each record's unique line key is the journal's sequence
-number (`__SEQNUM`, else the `i=` field of the cursor), else its `__REALTIME_TIMESTAMP`.
+number (`__SEQNUM`, else the `i=` field of the cursor), else its `__REALTIME_TIMESTAMP`, within a
+file of its own per sequence-number space (the cursor's `s=`): a reset journal numbers from 1 again.
 
 First start: with start_at = "end" the last existing record's cursor is saved at once (from a
 non-following `journalctl -n 1`), so even a crash before the first new record loses nothing; with
