@@ -246,19 +246,24 @@ def test_ollama_host_values(value: str, host: str, port: int | None, exposure: E
 # --- the CLI on fixtures: exposed (2), warnings only (1), safe (0) -----------------------------------
 
 
-def test_exposed_host_is_critical(tmp_path: Path) -> None:
+def audit_scenario(tmp_path: Path, scenario: str, rows: Any) -> tuple[int, dict[str, Any]]:
+    """Run the audit CLI on one fixture host (stand-in commands, /proc tree, /etc) with seeded logs."""
     db = tmp_path / "m.db"
-    seed(f"sqlite:///{db}", EXPOSED_ROWS)
+    seed(f"sqlite:///{db}", rows)
     config = write_config(tmp_path, db)
-    code, report = run_json(
+    return run_json(
         tmp_path,
         config,
-        FIXTURES / "bin-exposed",
+        FIXTURES / f"bin-{scenario}",
         "--proc-root",
-        str(proc_tree("exposed", tmp_path)),
+        str(proc_tree(scenario, tmp_path)),
         "--etc-root",
-        str(FIXTURES / "etc-exposed"),
+        str(FIXTURES / f"etc-{scenario}"),
     )
+
+
+def test_exposed_host_is_critical(tmp_path: Path) -> None:
+    code, report = audit_scenario(tmp_path, "exposed", EXPOSED_ROWS)
     found = by_id(report)
     assert code == 2 == report["exit_status"]
     assert report["ports"] == [11434]
@@ -330,18 +335,7 @@ def test_exposed_host_is_critical(tmp_path: Path) -> None:
 
 
 def test_safe_host_exits_zero(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
-    seed(f"sqlite:///{db}", SAFE_ROWS)
-    config = write_config(tmp_path, db)
-    code, report = run_json(
-        tmp_path,
-        config,
-        FIXTURES / "bin-safe",
-        "--proc-root",
-        str(proc_tree("safe", tmp_path)),
-        "--etc-root",
-        str(FIXTURES / "etc-safe"),
-    )
+    code, report = audit_scenario(tmp_path, "safe", SAFE_ROWS)
     found = by_id(report)
     assert code == 0 == report["exit_status"], [f for f in report["findings"] if f["severity"] != "info"]
     assert {f["severity"] for f in report["findings"]} == {"info"}

@@ -16,12 +16,19 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from monitor.parsers import ParseContext, register
-from monitor.parsers.common import any_time, client_and_peer, inert, number, peer_address, split_host_port
+from monitor.parsers.common import (
+    any_time,
+    client_and_peer,
+    inert,
+    json_object,
+    number,
+    peer_address,
+    split_host_port,
+)
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
@@ -76,12 +83,9 @@ def parse(line: str, ctx: ParseContext) -> ParseResult:
     text = line.strip()
     if not text.startswith("{"):
         return Reject("not a JSON line")
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        return Reject("invalid JSON")
-    if not isinstance(obj, dict):
-        return Reject("JSON value is not an object")
+    obj = json_object(text)
+    if isinstance(obj, Reject):
+        return obj
     try:
         return _record(obj, ctx)
     except (ValueError, KeyError, TypeError, OverflowError, IndexError):

@@ -29,7 +29,6 @@ What a line may look like, and what it parses to:
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +40,7 @@ from monitor.parsers.common import (
     clf_time,
     client_and_peer,
     inert,
+    json_object,
     number,
     peer_address,
     split_host_port,
@@ -237,12 +237,9 @@ def parse_json(line: str, ctx: ParseContext) -> ParseResult:
     the time from the configured key, else time_iso8601, time_local, msec, time, timestamp, @timestamp
     (a record without any is rejected). Values may be strings or numbers. Never raises.
     """
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return Reject("invalid JSON")
-    if not isinstance(obj, dict):
-        return Reject("JSON value is not an object")
+    obj = json_object(line)
+    if isinstance(obj, Reject):
+        return obj
     try:
         return _json_record(obj, ctx)
     except (ValueError, KeyError, TypeError, OverflowError, IndexError):

@@ -17,12 +17,14 @@ that the time helpers raise on bad input.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from monitor.parsers import ParseContext, canonical_ip, resolve_client
+from monitor.records import Reject
 
 LOCAL_PEER = "127.0.0.1"
 _UNIX_PEERS = frozenset({"unix:", "unix"})
@@ -248,3 +250,14 @@ def any_time(value: Any, tz: tzinfo) -> datetime | None:
 
 def _is_numeric(text: str) -> bool:
     return bool(text) and text.replace(".", "", 1).isdigit()
+
+
+def json_object(text: str) -> dict[str, Any] | Reject:
+    """Parse one JSON log record: the object, or a Reject saying why it is not one. Never raises."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return Reject("invalid JSON")
+    if not isinstance(obj, dict):
+        return Reject("JSON value is not an object")
+    return obj

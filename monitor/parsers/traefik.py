@@ -22,7 +22,6 @@ Skip; a line that starts like an access record but cannot be read is a Reject.
 
 from __future__ import annotations
 
-import json
 import re
 
 from monitor.parsers import ParseContext, register
@@ -31,6 +30,7 @@ from monitor.parsers.common import (
     clf_time,
     client_and_peer,
     inert,
+    json_object,
     number,
     peer_address,
     split_host_port,
@@ -59,12 +59,9 @@ def parse(line: str, ctx: ParseContext) -> ParseResult:
 
 
 def _json(text: str, ctx: ParseContext) -> ParseResult:
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        return Reject("invalid JSON")
-    if not isinstance(obj, dict):
-        return Reject("JSON value is not an object")
+    obj = json_object(text)
+    if isinstance(obj, Reject):
+        return obj
     if "RequestMethod" not in obj and "DownstreamStatus" not in obj:
         return Skip("not a Traefik access record")
     addr = obj.get("ClientAddr")
