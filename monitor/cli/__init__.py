@@ -61,6 +61,22 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    env_err = Env().err
-    run_guarded(env_err, lambda: cli.main(prog_name="ollama-monitor", standalone_mode=True))
+    run_guarded(Env().err, _invoke)
     sys.exit(0)
+
+
+def _invoke() -> None:
+    # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and status 1, where a shell expects
+    # 130. run_guarded says "interrupted" and exits 130; usage errors are shown as click shows them.
+    try:
+        code = cli.main(prog_name="ollama-monitor", standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:  # an Exit raised by an option, e.g. --help
+        sys.exit(code)
