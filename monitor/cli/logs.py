@@ -23,7 +23,14 @@ from rich.table import Table
 from monitor.cli.common import Env, pass_env
 from monitor.config import FORMATS, SourceSettings
 from monitor.errors import SourceError
-from monitor.ingest import FileReport, check_file, context_for, ingest_file, source_for_path
+from monitor.ingest import (
+    PIPELINE_MIN_BYTES,
+    FileReport,
+    check_file,
+    context_for,
+    ingest_file,
+    source_for_path,
+)
 from monitor.sanitize import for_terminal
 
 format_option = click.option(
@@ -71,9 +78,20 @@ def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, sho
     "(default: the configured source whose path matches, else the file name).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.option(
+    "--serial",
+    is_flag=True,
+    help="Parse and store in this one process, on one core (by default a file of 8 MiB or more "
+    "going into SQLite is parsed by a second process while this one stores).",
+)
 @pass_env
 def ingest(
-    env: Env, files: tuple[Path, ...], fmt: str | None, source_name: str | None, as_json: bool
+    env: Env,
+    files: tuple[Path, ...],
+    fmt: str | None,
+    source_name: str | None,
+    as_json: bool,
+    serial: bool,
 ) -> None:
     """Backfill log FILES (plain or .gz) into the database.
 
@@ -103,7 +121,15 @@ def ingest(
                     advance = _advancer(progress, task, path)
                 else:
                     advance = None
-                report = ingest_file(store, path, name, fmt_used, context_for(source), progress=advance)
+                report = ingest_file(
+                    store,
+                    path,
+                    name,
+                    fmt_used,
+                    context_for(source),
+                    progress=advance,
+                    pipeline_min_bytes=sys.maxsize if serial else PIPELINE_MIN_BYTES,
+                )
                 if progress is not None and task is not None:
                     progress.update(task, completed=progress.tasks[task].total or 0)
                 reports.append(report)
@@ -174,6 +200,7 @@ def _report_json(r: FileReport, rejects: bool = False) -> dict[str, object]:
             duplicates=r.duplicates,
             resumed_at=r.resumed_at,
             partial_tail=r.partial_tail,
+            parse_worker=r.parse_worker,
         )
     if rejects:
         out["rejects"] = [{"line": n, "reason": reason, "text": text} for n, reason, text in r.reject_samples]

@@ -24,16 +24,12 @@ from monitor.errors import StoreError
 from monitor.records import Checkpoint, Request
 from monitor.store import schema
 from monitor.store.engine import hint_for, make_engine, safe_url, short_error
+from monitor.store.rows import SQLITE_INSERT, SqliteRows, sqlite_rows
 from monitor.store.schema import SCHEMA_VERSION, metadata
 
 REJECT_LINE_CAP = 2000
 REJECTS_PER_FILE_CAP = 10_000  # beyond this, rejects are counted but their text is not kept
 
-_SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO requests (id, ts, client_ip, method, path, status, latency_ms, bytes_sent, "
-    "user_agent, forwarded_for, peer_ip, source, file_id, line_offset) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
 _MAX_OFFSET = 1 << schema.LINE_OFFSET_BITS
 
 
@@ -50,13 +46,6 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-def sqlite_ts(ts: datetime) -> str:
-    """Format an aware datetime the way SQLAlchemy stores DateTime on SQLite (sortable UTC text)."""
-    if ts.tzinfo is not UTC and ts.tzinfo is not None and ts.utcoffset():
-        ts = ts.astimezone(UTC)
-    return ts.isoformat(" ", "microseconds")[:26]
 
 
 @dataclass(frozen=True)
@@ -164,14 +153,15 @@ class Store:
         self,
         source: str,
         file_id: int,
-        parsed: Sequence[tuple[int, Request]],
+        parsed: Sequence[tuple[int, Request]] | SqliteRows,
         rejects: Sequence[tuple[int, str, str]] = (),
         checkpoint: Checkpoint | None = None,
         skipped: int = 0,
     ) -> BatchResult:
         """Store parsed lines, rejects and the checkpoint covering them in one transaction.
 
-        `parsed` holds (line offset, Request); `rejects` holds (line offset, reason, line text).
+        `parsed` holds (line offset, Request), or on SQLite the same lines as `sqlite_rows` built them
+        (a parse worker does that work in its own process); `rejects` holds (line offset, reason, text).
         A line already stored (same file and offset) is ignored, so replaying a batch is harmless.
         """
         try:
@@ -179,7 +169,10 @@ class Store:
                 inserted = self._insert_requests(conn, source, file_id, parsed)
                 kept = self._insert_rejects(conn, source, file_id, rejects) if rejects else 0
                 if checkpoint is not None:
-                    last_ts = max((r.ts for _, r in parsed), default=None)
+                    if isinstance(parsed, SqliteRows):
+                        last_ts = parsed.last_ts
+                    else:
+                        last_ts = max((r.ts for _, r in parsed), default=None)
                     self._save_checkpoint(conn, checkpoint, len(parsed), len(rejects), skipped, last_ts)
         except OperationalError as exc:
             raise StoreError(
@@ -188,53 +181,29 @@ class Store:
         return BatchResult(inserted, len(parsed) - inserted, kept)
 
     def _insert_requests(
-        self, conn: Connection, source: str, file_id: int, parsed: Sequence[tuple[int, Request]]
+        self, conn: Connection, source: str, file_id: int, parsed: Sequence[tuple[int, Request]] | SqliteRows
     ) -> int:
         if not parsed:
             return 0
-        if max(off for off, _ in parsed) >= _MAX_OFFSET:
+        top = parsed.max_offset if isinstance(parsed, SqliteRows) else max(off for off, _ in parsed)
+        if top >= _MAX_OFFSET:
             raise StoreError(
                 f"a line offset beyond {_MAX_OFFSET:,} bytes: files over 1 TiB are not supported"
             )
-        base = file_id << schema.LINE_OFFSET_BITS
         if self.is_sqlite:
-            # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts. Lines of a
-            # busy log share timestamps (parsers reuse the datetime object): format each one once.
-            rows: list[tuple[object, ...]] = []
-            append = rows.append
-            last_ts: datetime | None = None
-            text = ""
-            for off, r in parsed:
-                ts = r.ts
-                if ts is not last_ts:
-                    text = sqlite_ts(ts)
-                    last_ts = ts
-                append(
-                    (
-                        base | off,
-                        text,
-                        r.client_ip,
-                        r.method,
-                        r.path,
-                        r.status,
-                        r.latency_ms,
-                        r.bytes_sent,
-                        r.user_agent,
-                        r.forwarded_for,
-                        r.peer_ip,
-                        source,
-                        file_id,
-                        off,
-                    )
-                )
+            # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts.
+            prepared = parsed if isinstance(parsed, SqliteRows) else sqlite_rows(source, file_id, parsed)
             raw = conn.connection.dbapi_connection
             assert raw is not None
             cur = raw.cursor()
             before = raw.total_changes
-            cur.executemany(_SQLITE_INSERT, rows)
+            cur.executemany(SQLITE_INSERT, prepared.rows)
             inserted = raw.total_changes - before
             cur.close()
             return int(inserted)
+        if isinstance(parsed, SqliteRows):
+            raise TypeError("prepared SQLite rows given to a PostgreSQL store")
+        base = file_id << schema.LINE_OFFSET_BITS
         stmt = postgresql.insert(schema.requests).on_conflict_do_nothing(index_elements=["id"])
         # PostgreSQL text cannot hold NUL; Go-unquoted paths can. Keep it visible instead.
         values = [

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, case, func, select, text
 from sqlalchemy.dialects import sqlite
 
-from monitor.store import as_utc, schema, sqlite_ts
+from monitor.store import as_utc, schema
+from monitor.store.rows import sqlite_ts
 
 if TYPE_CHECKING:
     from monitor.store import Store
