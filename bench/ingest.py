@@ -8,7 +8,9 @@ Generates an nginx `combined` log of Ollama-like traffic (about 2,000 clients, s
 
     .venv/bin/python bench/ingest.py [--lines 1000000] [--keep]
 
-Prints lines/s for both and the ratio (target: >= 150,000 lines/s and >= 0.6x the baseline).
+Prints lines/s for both and the ratio (target: >= 150,000 lines/s and >= 0.6x the baseline), then the
+floor no single-writer ingest can beat on this machine: SQLite alone copying the stored rows into an
+empty table with the same indexes (INSERT ... SELECT, no Python per row).
 """
 
 from __future__ import annotations
@@ -145,6 +147,34 @@ def run_ingest(log: Path, workdir: Path) -> tuple[float, int]:
     return elapsed, stored
 
 
+def sqlite_floor(db: Path, workdir: Path) -> float:
+    """Time SQLite alone storing the rows `ingest` stored: INSERT ... SELECT into an empty table with the
+    same columns and indexes in a fresh database, same PRAGMAs, no Python per row. No ingest can store
+    faster than this with one writer."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute(f"ATTACH '{workdir / 'floor.db'}' AS floor")
+    conn.execute("PRAGMA floor.journal_mode=WAL")
+    conn.execute("PRAGMA floor.synchronous=NORMAL")
+    ddl = [
+        r[0]
+        for r in conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'requests' AND sql IS NOT NULL")
+    ]
+    for statement in ddl:  # CREATE TABLE requests ... / CREATE INDEX ix_... ON requests ...
+        conn.execute(
+            statement.replace("CREATE TABLE ", "CREATE TABLE floor.", 1).replace(
+                "CREATE INDEX ", "CREATE INDEX floor.", 1
+            )
+        )
+    conn.commit()
+    start = time.perf_counter()
+    with conn:
+        conn.execute("INSERT INTO floor.requests SELECT * FROM main.requests ORDER BY id")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,6 +207,11 @@ def main() -> None:
         )
         print(
             f"ratio ingest/baseline: {ingest_rate / base_rate:.2f}x   (targets: >= 150,000 lines/s, >= 0.6x)"
+        )
+        floor_s = sqlite_floor(workdir / "monitor.db", workdir)
+        print(
+            f"SQLite alone (INSERT ... SELECT of the same rows, same indexes, no Python): {floor_s:6.2f}s  "
+            f"{stored / floor_s:10,.0f} rows/s"
         )
         if stored != args.lines:
             sys.exit(f"stored {stored:,} rows, expected {args.lines:,}")
