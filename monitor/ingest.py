@@ -235,7 +235,6 @@ def ingest_file(
         if store.is_sqlite and _bytes_left(path, position, gz) >= pipeline_min_bytes:
             from monitor.ingest_worker import run_piped  # a process of its own: only for big files
 
-            report.parse_worker = True
             outcome = run_piped(job, committer, progress)
         else:
             outcome = run_inline(job, committer, progress)

@@ -73,7 +73,7 @@ def run_piped(job: ParseJob, committer: _Committer, progress: Progress | None) -
                     f"{job.path}: the parse worker stopped unexpectedly ({_why(worker, errors)}); "
                     "what was stored so far is kept and the next run resumes from it"
                 ) from None
-            received = True
+            received = committer.report.parse_worker = True
             if kind == "batch":
                 batch: Batch = payload
                 committer.submit(batch)

@@ -150,11 +150,11 @@ def workers_of(parent: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
-def test_a_stopped_ingest_leaves_no_worker_and_resumes_exactly(
-    cli: CliRunner, tmp_path: Path, how: str
-) -> None:
-    n = 160_000  # about 17 MB: over the size that starts a worker
+def ingest_until_rows(
+    tmp_path: Path, n: int, *, own_group: bool = False
+) -> tuple[subprocess.Popen[str], Path, Path]:
+    """Start `ingest` of an n-line log in a new process; return it once its first batch is stored,
+    with the database and config."""
     log = tmp_path / "access.log"
     big_log(log, n)
     db = tmp_path / "monitor.db"
@@ -165,12 +165,32 @@ def test_a_stopped_ingest_leaves_no_worker_and_resumes_exactly(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # its own process group, as a terminal's Ctrl-C would reach
+        start_new_session=own_group,  # its own process group, as a terminal's Ctrl-C would reach
     )
     deadline = time.monotonic() + 60
     while count(db)[0] == 0 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "ingest finished before it could be stopped"
+    return proc, db, config
+
+
+def rerun_completes(cli: CliRunner, config: Path, n: int, stored: int) -> None:
+    again = cli(
+        "--config", str(config), "ingest", "--format", "nginx", str(config.parent / "access.log"), "--json"
+    )
+    assert again.returncode == 0, again.stderr
+    assert_no_traceback(again)
+    report = json.loads(again.stdout)["files"][0]
+    assert report["resumed_at"] > 0 and report["inserted"] == n - stored
+    assert count(config.parent / "monitor.db") == (n, n)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_a_stopped_ingest_leaves_no_worker_and_resumes_exactly(
+    cli: CliRunner, tmp_path: Path, how: str
+) -> None:
+    n = 160_000  # about 17 MB: over the size that starts a worker
+    proc, db, config = ingest_until_rows(tmp_path, n, own_group=True)
     worker_pids = workers_of(proc.pid)
     assert worker_pids, "no parse worker was running"
     if how == "SIGKILL":
@@ -190,12 +210,7 @@ def test_a_stopped_ingest_leaves_no_worker_and_resumes_exactly(
 
     stored, distinct = count(db)
     assert 0 < stored < n and stored == distinct
-    again = cli("--config", str(config), "ingest", "--format", "nginx", str(log), "--json")
-    assert again.returncode == 0, again.stderr
-    assert_no_traceback(again)
-    report = json.loads(again.stdout)["files"][0]
-    assert report["resumed_at"] > 0 and report["inserted"] == n - stored
-    assert count(db) == (n, n)
+    rerun_completes(cli, config, n, stored)
 
 
 def test_serial_ingest_uses_no_worker(cli: CliRunner, tmp_path: Path) -> None:
@@ -222,7 +237,8 @@ def test_a_worker_that_cannot_start_leaves_the_work_to_this_process(
     report = ingest(tmp_path / "fallback.db", log, piped=True)
     monkeypatch.undo()
     inline = ingest(tmp_path / "inline.db", log, piped=False)
-    assert report.error is None and report.inserted == expected
+    assert report.error is None and report.inserted == expected and not report.parse_worker
+    assert comparable(report) == comparable(inline)
     assert dump(tmp_path / "fallback.db") == dump(tmp_path / "inline.db")
 
 
@@ -230,20 +246,7 @@ def test_a_worker_killed_mid_file_is_reported_and_the_next_run_completes(
     cli: CliRunner, tmp_path: Path
 ) -> None:
     n = 160_000
-    log = tmp_path / "access.log"
-    big_log(log, n)
-    db = tmp_path / "monitor.db"
-    config = write_config(tmp_path / "monitor.toml", db)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "--config", str(config), "ingest", str(log)],
-        env=isolated_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while count(db)[0] == 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc, db, config = ingest_until_rows(tmp_path, n)
     workers = workers_of(proc.pid)
     assert proc.poll() is None and len(workers) == 1
     os.kill(workers[0], signal.SIGKILL)
@@ -252,8 +255,4 @@ def test_a_worker_killed_mid_file_is_reported_and_the_next_run_completes(
     assert "the parse worker stopped unexpectedly (killed by signal 9)" in err
     stored, distinct = count(db)
     assert 0 < stored < n and stored == distinct
-
-    again = cli("--config", str(config), "ingest", str(log), "--json")
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["files"][0]["inserted"] == n - stored
-    assert count(db) == (n, n)
+    rerun_completes(cli, config, n, stored)
