@@ -9,8 +9,8 @@ values. Before such text reaches a notification or a screen it goes through here
 - `neutralise(text)` defuses the mention and link syntax of the common chat services, so a user agent
   cannot page `@channel`, hide a link behind friendly text or be clicked: Slack `<!channel>`,
   `<!here>`, `<@U123>`, `<#C123>`, `<https://x|y>`; Discord/Teams `@everyone`, `@here`, `<@123>`,
-  `<@&role>`; Markdown links and images `[x](y)`; bare URLs (`http://` -> `hxxp://`, dots in the host
-  -> `[.]`); and zero-width/invisible characters that would split a keyword past a filter.
+  `<@&role>`; Markdown links and images `[x](y)`; bare URLs and host names (`http://` -> `hxxp://`,
+  dots in a host -> `[.]`); and zero-width/invisible characters that would split a keyword past a filter.
 - `for_terminal(text)` shows control characters as visible escapes (`\\x1b`) instead of obeying them.
 
 This does not rely on any one apprise plugin's escaping: the monitor sends the result as plain text
@@ -59,6 +59,14 @@ _MD_LINK_RE = re.compile(r"\]\s*\(")
 # URLs with a scheme (`http://`, `javascript:` is harmless once the brackets are gone) and `www.` hosts.
 _URL_RE = re.compile(r"\b([a-z][a-z0-9+.\-]{1,15})://([^\s/?#\u2039\u203a|]*)", re.IGNORECASE)
 _WWW_RE = re.compile(r"\bwww\.([^\s/?#\u2039\u203a|]+)", re.IGNORECASE)
+# A bare host name (`evil.example`, `backup.zip`, `hf.co`): chat services link such names by their
+# top-level domain, and new ones (.zip, .mov) look like file names, so every dotted name whose last label
+# starts with a letter is defanged. Addresses and versions (203.0.113.7, curl/8.5.0) end in a digit.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?"
+_BARE_HOST_RE = re.compile(
+    rf"(?<![a-z0-9_.\-\[])((?:{_LABEL}\.)+[a-z](?:[a-z0-9_\-]{{0,61}}[a-z0-9_])?)(?![a-z0-9_\-]|\.[a-z0-9_])",
+    re.IGNORECASE | re.ASCII,
+)
 _DEFANGED_SCHEMES = {
     "http": "hxxp",
     "https": "hxxps",
@@ -120,9 +128,10 @@ def neutralise(text: str) -> str:
     Given text (ideally already `clean`ed), remove zero-width and bidi characters, turn `<` and `>`
     into look-alike guillemets (kills Slack's and Discord's control sequences and HTML), turn `@`
     before a name into a full-width at (no `@everyone`, `@here`, `@channel`, `@user`), split Markdown
-    links `[x](y)` into `[x] (y)`, and defang URLs: `http://evil.example/x` -> `hxxp://evil[.]example/x`,
-    `www.evil.example` -> `www[.]evil[.]example`. The result reads the same to a person and is
-    clickable and mentionable nowhere. Idempotent.
+    links `[x](y)` into `[x] (y)`, and defang URLs and host names: `http://evil.example/x` ->
+    `hxxp://evil[.]example/x`, `www.evil.example` -> `www[.]evil[.]example`, `evil.example` ->
+    `evil[.]example`. The result reads the same to a person and is clickable and mentionable nowhere.
+    Idempotent.
     """
     s = _INVISIBLE_RE.sub("", text)
     s = s.translate(_ANGLES)
@@ -130,6 +139,7 @@ def neutralise(text: str) -> str:
     s = _MD_LINK_RE.sub("] (", s)
     s = _URL_RE.sub(_defang_url, s)
     s = _WWW_RE.sub(lambda m: "www[.]" + _defang_host(m.group(1)), s)
+    s = _BARE_HOST_RE.sub(lambda m: _defang_host(m.group(1)), s)
     return s
 
 

@@ -32,9 +32,14 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~#!&])")
 _MD_LEADING = re.compile(r"^(\d{0,9})([.)](?=\s|$)|(?<=^)[-+=>](?=[\s=-]|$))")
 
 
-def md(text: object, limit: int = 60) -> str:
-    """Log text for a Markdown cell or line: visible escapes, mentions/links defused, metacharacters escaped."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", neutralise(safe(text, limit)))
+def md(text: object, limit: int = 60, *, own: bool = False) -> str:
+    """Log text for a Markdown cell or line: visible escapes, mentions/links defused, metacharacters escaped.
+
+    `own` marks the monitor's own words (the model's file name, say): escaped, but its dotted names
+    are left as written.
+    """
+    shown = safe(text, limit)
+    escaped = _MD_SPECIAL.sub(r"\\\1", shown if own else neutralise(shown))
     return _MD_LEADING.sub(r"\1\\\2", escaped)
 
 
@@ -119,5 +124,5 @@ def render_markdown(summary: Summary) -> str:
         for a in summary.alerts
     ] or ["No alerts in this period."]
     out += ["", "## Detector", ""]
-    out += [md(line, 400) for line in model_lines(summary)]
+    out += [md(line, 400, own=True) for line in model_lines(summary)]
     return "\n".join(out).rstrip() + "\n"

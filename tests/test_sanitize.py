@@ -66,6 +66,16 @@ def test_neutralise_markdown_bare_urls_and_invisibles() -> None:
     assert neutralise("ftp://a.b/c mailto://x.y") == "fxp://a[.]b/c mailto[:]://x[.]y"
 
 
+def test_neutralise_defangs_bare_host_names_but_not_addresses_or_versions() -> None:
+    out = neutralise("visit evil.example now (scan.EXAMPLE.net) backup.zip hf.co/x my_host.example évil.com")
+    assert out == (
+        "visit evil[.]example now (scan[.]EXAMPLE[.]net) backup[.]zip hf[.]co/x my_host[.]example évil[.]com"
+    )
+    kept = "203.0.113.7 curl/8.5.0 ollama-python/0.4.7 llama3.2:latest qwen2.5-coder:7b nomic-embed-text:v1.5"
+    assert neutralise(kept) == kept
+    assert neutralise("end of a sentence: evil.example.") == "end of a sentence: evil[.]example."
+
+
 def test_neutralise_keeps_plain_text() -> None:
     text = "GET /api/tags from 203.0.113.7 (curl/8.5.0) status 200"
     assert neutralise(text) == text
