@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from monitor.store import Store
 
 BATCH_LINES = 50_000
-# Starting the parse worker costs about 0.3 s (a fresh interpreter importing the parsers); it saves
-# about 10 µs a line, so it pays from roughly 30,000 lines (3 MB) on.
+# Starting the parse worker costs about 0.4 s (a fresh interpreter importing the parsers) and saves
+# about 10 µs a line, so it pays from roughly 40,000 lines (4 MB); 8 MiB leaves a margin.
 PIPELINE_MIN_BYTES = 8 * 1024 * 1024
 
 Progress = Callable[[int], None]  # called with bytes read since the last call
