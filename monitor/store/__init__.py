@@ -48,6 +48,11 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _check_offset(top: int) -> None:
+    if top >= _MAX_OFFSET:
+        raise StoreError(f"a line offset beyond {_MAX_OFFSET:,} bytes: files over 1 TiB are not supported")
+
+
 @dataclass(frozen=True)
 class BatchResult:
     inserted: int
@@ -185,14 +190,10 @@ class Store:
     ) -> int:
         if not parsed:
             return 0
-        top = parsed.max_offset if isinstance(parsed, SqliteRows) else max(off for off, _ in parsed)
-        if top >= _MAX_OFFSET:
-            raise StoreError(
-                f"a line offset beyond {_MAX_OFFSET:,} bytes: files over 1 TiB are not supported"
-            )
         if self.is_sqlite:
             # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts.
             prepared = parsed if isinstance(parsed, SqliteRows) else sqlite_rows(source, file_id, parsed)
+            _check_offset(prepared.max_offset)
             raw = conn.connection.dbapi_connection
             assert raw is not None
             cur = raw.cursor()
@@ -203,6 +204,7 @@ class Store:
             return int(inserted)
         if isinstance(parsed, SqliteRows):
             raise TypeError("prepared SQLite rows given to a PostgreSQL store")
+        _check_offset(max(off for off, _ in parsed))
         base = file_id << schema.LINE_OFFSET_BITS
         stmt = postgresql.insert(schema.requests).on_conflict_do_nothing(index_elements=["id"])
         # PostgreSQL text cannot hold NUL; Go-unquoted paths can. Keep it visible instead.
