@@ -250,7 +250,9 @@ class Jobs:
             if outbox is None:
                 continue
             try:
-                attempts: list[Any] = outbox.deliver()  # wall-clock time: delivery happens now
+                # Wall-clock time: delivery happens now. A slow receiver's send goes on in its own
+                # thread past this pass (monitor.delivery), so the others are served every pass.
+                attempts: list[Any] = outbox.deliver(wait_seconds=1.0)
             except Exception:  # noqa: BLE001 - a delivery bug must not kill the thread; rows stay pending
                 log.exception("delivering notifications failed; they stay pending")
                 continue

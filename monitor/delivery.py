@@ -1,16 +1,7 @@
-"""Alert delivery with apprise, through a durable outbox in the database.
+"""Alert delivery through a durable outbox in the database, each service on its own.
 
-Targets. Every configured service becomes one `Target` holding its own one-service `Apprise` object,
-so each service has its own outcome, throttle and retry state. Services come from `[alerts] urls`
-(optionally prefixed with tags the way apprise's text config does: `"email, critical=mailto://..."`)
-and then from `[alerts] config_file` (apprise text or YAML config, with tags). A target is named
-`<scheme>#<index>` (`mailto#0`, `slack#2`): that name is stored in the outbox and used in every log
-line and report. URLs hold tokens and are never logged, stored or printed.
-
-Routing. `[alerts] routes` maps a severity to tags (`critical = ["email", "slack"]`, `info =
-["slack"]`): a notification goes to the targets carrying one of its severity's tags (and to targets
-tagged `always`). A severity without a route goes to every target. A route that matches no target
-also goes to every target, with a warning: a mis-typed tag must not silently swallow alerts.
+Targets (building them from `[alerts]`, routing by tag, per-scheme timeouts, one thread per send) live
+in monitor.targets; this module decides what to send when, and records what happened.
 
 Outbox. `Outbox.enqueue` stores one row per (notification, target) BEFORE anything is sent; the
 unique (notification_id, service) key makes enqueueing the same notification again (a replay, a
@@ -18,75 +9,73 @@ restart) harmless. `Outbox.deliver` then sends the due rows: claim (one UPDATE t
 and takes a lease), send, and record the outcome (one UPDATE: sent, or pending again with
 exponential backoff, or failed once the row is older than `retry_max_hours`).
 
-The crash window, and the choice made. A process can die after a service accepted a message and
-before the database recorded it. Nothing can close that window (the receiver and the database do not
-share a transaction), so one must choose: at-most-once (count the row as done when it is claimed; a
-crash then loses the message) or at-least-once (a row whose sender died is sent again when its lease
-runs out). This outbox is at-least-once per attempt: a duplicate alert is a nuisance, a lost one is
-a miss. The window is one HTTP/SMTP exchange (bounded by the connect/read timeouts), so in practice
-every notification arrives exactly once: across receiver outages, restarts and concurrent senders
-(the claim is atomic, so the daemon and `alerts retry` never both send a row).
+Isolation. A pass hands each service its own rows, oldest first, one at a time, and every service
+sends in its own thread with its own deadline (monitor.targets). The pass records outcomes as they
+come and returns once nothing is left to start and the still-running sends have had `wait_seconds`
+(the daemon passes about a second): a receiver that answers slowly, or drips a byte every few seconds
+and never times out at the socket, delays only its own queue. Its send goes on in the background and
+its outcome is recorded by a later pass; meanwhile that service takes no new send (one thread per
+service at most, however long the receiver holds on).
 
-Promptness. Each attempt is bounded by short connect/read timeouts (`cto`/`rto`), and a service that
-fails once is skipped for the rest of that pass and its other queued rows wait for the same retry
-time, so a dead receiver costs one timeout per retry, not one per queued message. `deliver(budget_seconds=...)` stops starting new attempts when the budget is
-spent; whatever is left stays pending for the next pass.
+"Maybe delivered" (the duplicate policy). When a send fails after the request went out (an HTTP read
+timeout, an SMTP timeout inside the mail transaction, or the deadline passing while the send still
+runs), the receiver may have the message. Such a row is NOT sent again for `MAYBE_DELIVERED_WAIT`
+(30 minutes; `alerts retry` does not force it either), and when its next try ends the same way it is
+given up (state failed, "maybe delivered twice"): a receiver that takes messages but never answers in
+time gets each alert at most twice, 30 minutes apart, instead of one copy per backoff step for 48 h.
+A send that was still running at its deadline and then succeeds is recorded as sent. Failures before
+the request went out (refused, DNS, connect timeout, an HTTP error status) are retried with backoff.
+
+The crash window. A process can die after a service accepted a message and before the database
+recorded it. Nothing can close that window (the receiver and the database do not share a
+transaction), so this outbox is at-least-once: a row whose sender died is sent again when its lease
+runs out (a duplicate alert is a nuisance, a lost one is a miss). Concurrent senders never both send
+a row: the claim is atomic, so the daemon and `alerts retry` never both take one.
+
+Promptness. A service that fails is not tried again in that pass and its other queued rows wait for
+the same retry time, so a dead receiver costs one attempt per retry, not one per queued message.
+`deliver(budget_seconds=...)` stops starting new attempts when the budget is spent; whatever is left
+stays pending for the next pass.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
-import re
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.config import AlertSettings
-from monitor.errors import AlertError
 from monitor.records import Notification, Severity
 from monitor.sanitize import cap, clean, neutralise
 from monitor.store import Store, utcnow
 from monitor.store import outbox_queries as q
+from monitor.targets import ALWAYS_TAG, SendResult, Target, load_targets, route
+
+__all__ = ["ALWAYS_TAG", "Attempt", "Outbox", "Target", "load_targets", "route", "send_test"]
 
 log = logging.getLogger("monitor.alerts")
 
 TITLE_MAX = 200  # email subjects and chat titles; one line
 BODY_MAX = 1900  # Discord caps a message at 2,000 characters, the tightest common limit
-CONNECT_TIMEOUT = 4.0
-READ_TIMEOUT = 4.0
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 LEASE_MARGIN = timedelta(seconds=60)
+MAYBE_DELIVERED_WAIT = timedelta(minutes=30)
+MAYBE_PREFIX = "maybe delivered: "
 PASS_LIMIT = 2000  # rows read per delivery pass
-ALWAYS_TAG = "always"
-
-# `tag1, tag2=scheme://...`: apprise's text-config way of tagging a URL.
-_TAGGED_URL = re.compile(
-    r"^\s*(?P<tags>[\w][\w ,-]*?)\s*=\s*(?P<url>[a-z][a-z0-9+.-]*://.*)$", re.IGNORECASE | re.DOTALL
-)
-_URL_IN_TEXT = re.compile(r"[a-z][a-z0-9+.-]*://\S*", re.IGNORECASE)
-
-
-@dataclass
-class Target:
-    """One configured notification service. `name` (`mailto#0`) is safe to log; the URL is not kept."""
-
-    name: str
-    service_name: str
-    tags: frozenset[str]
-    apprise: Any  # an apprise.Apprise holding exactly this one service
-
-    @property
-    def label(self) -> str:
-        """How a person sees this service in logs and reports: `E-Mail (mailto#0)`."""
-        return f"{self.service_name} ({self.name})"
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """The outcome of one delivery attempt (or of giving up on a row without one)."""
+    """The outcome of one delivery attempt (or of giving up on a row without one).
+
+    `maybe_delivered`: the request went out before the failure (see the module doc); `in_flight`: the
+    send was still running when the pass stopped waiting (its outcome is recorded later)."""
 
     notification_id: str
     service: str
@@ -96,93 +85,13 @@ class Attempt:
     error: str | None = None
     gave_up: bool = False
     next_attempt_at: datetime | None = None
-
-
-def _scheme(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else "?"
-
-
-def load_targets(
-    settings: AlertSettings,
-    *,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    read_timeout: float = READ_TIMEOUT,
-    throttle: float | None = None,
-) -> list[Target]:
-    """Build one Target per configured service: `urls` first, then the services of `config_file`.
-
-    `connect_timeout`/`read_timeout` bound every attempt (apprise's `cto`/`rto`, also the SMTP
-    timeout). `throttle`, when given, replaces apprise's per-service pause between two sends (email
-    5.5 s, Slack 1.2 s). Raise AlertError naming the entry (never the URL) when one is not usable.
-    """
-    import apprise
-
-    targets: list[Target] = []
-    problems: list[str] = []
-    plugins: list[tuple[str, Any, frozenset[str]]] = []
-    for i, entry in enumerate(settings.urls):
-        tags: frozenset[str] = frozenset()
-        url = entry.strip()
-        m = _TAGGED_URL.match(url)
-        if m:
-            tags = frozenset(t.strip().lower() for t in m.group("tags").split(",") if t.strip())
-            url = m.group("url").strip()
-        plugin = apprise.Apprise.instantiate(url)
-        if plugin is None:
-            problems.append(
-                f"alerts.urls[{i}]: not a usable apprise URL (scheme {_scheme(url)!r}; check its syntax)"
-            )
-            continue
-        plugins.append((_scheme(url), plugin, tags))
-    if settings.config_file:
-        config = apprise.AppriseConfig()
-        if not config.add(settings.config_file):
-            problems.append(f"alerts.config_file: cannot read apprise config {settings.config_file!r}")
-        else:
-            services = config.services()
-            if not services:
-                problems.append(f"alerts.config_file: no usable service in {settings.config_file!r}")
-            for plugin in services:
-                scheme = _scheme(plugin.url(privacy=True))
-                plugins.append((scheme, plugin, frozenset(str(t).lower() for t in plugin.tags)))
-    if problems:
-        raise AlertError(
-            problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-            hint="see https://github.com/caronc/apprise/wiki for each service's URL format",
-        )
-    for index, (scheme, plugin, tags) in enumerate(plugins):
-        plugin.socket_connect_timeout = connect_timeout
-        plugin.socket_read_timeout = read_timeout
-        if throttle is not None:
-            plugin.request_rate_per_sec = throttle
-        one = apprise.Apprise()
-        one.add(plugin)
-        targets.append(Target(f"{scheme}#{index}", str(plugin.service_name), tags, one))
-    return targets
-
-
-def route(targets: Sequence[Target], severity: Severity, routes: dict[str, list[str]]) -> list[Target]:
-    """Return the targets a notification of `severity` goes to (see the module doc)."""
-    wanted = {t.lower() for t in routes.get(severity.value, [])}
-    if not wanted:
-        return list(targets)
-    chosen = [t for t in targets if t.tags & wanted or ALWAYS_TAG in t.tags]
-    if not chosen:
-        log.warning(
-            "alerts.routes.%s matches no configured service (tags %s); sending to all",
-            severity.value,
-            sorted(wanted),
-        )
-        return list(targets)
-    return chosen
+    maybe_delivered: bool = False
+    in_flight: bool = False
 
 
 def backoff(attempts: int) -> timedelta:
     """Delay before the next try after `attempts` failed ones: 30 s, 1 min, 2 min, ... capped at 1 h."""
     return min(BACKOFF_FIRST * (2 ** max(0, min(attempts - 1, 20))), BACKOFF_MAX)
-
-
-_NOTIFY_TYPES = {Severity.INFO: "info", Severity.WARNING: "warning", Severity.CRITICAL: "failure"}
 
 
 def render_title(title: str) -> str:
@@ -195,11 +104,22 @@ def render_body(body: str) -> str:
     return cap(neutralise(clean(body, BODY_MAX * 2, keep_newlines=True)), BODY_MAX)
 
 
+@dataclass
+class _Running:
+    row: dict[str, Any]
+    target: Target
+    future: cf.Future[SendResult]
+    started: float
+    attempts: int
+    recorded: bool = False  # its outcome was recorded at the deadline
+
+
 class Outbox:
     """The durable queue between the dispatcher and the services (see the module doc).
 
-    Given the alert settings and an open Store; `targets` defaults to `load_targets(settings, ...)`.
-    Times are wall-clock UTC (delivery happens now, even when the alerts came from a replay).
+    Given the alert settings and an open Store; `targets` defaults to `load_targets(settings, ...)`
+    (per-scheme timeouts unless `connect_timeout`/`read_timeout` are given). Times are wall-clock UTC
+    (delivery happens now, even when the alerts came from a replay). Use it from one thread.
     """
 
     def __init__(
@@ -208,8 +128,8 @@ class Outbox:
         store: Store,
         *,
         targets: Sequence[Target] | None = None,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        read_timeout: float = READ_TIMEOUT,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
         throttle: float | None = None,
     ) -> None:
         self.settings = settings
@@ -223,8 +143,9 @@ class Outbox:
         )
         self._by_name = {t.name: t for t in self.targets}
         # A claimed row's lease must outlast its attempt, or a second sender could take it mid-send.
-        self.lease = timedelta(seconds=2 * (connect_timeout + read_timeout)) + LEASE_MARGIN
-        self._call_timeout = connect_timeout + read_timeout + 1.0
+        longest = max((t.deadline for t in self.targets), default=0.0)
+        self.lease = timedelta(seconds=longest) + LEASE_MARGIN
+        self._late: dict[str, _Running] = {}  # sends past their deadline, still running
         if not self.targets:
             log.warning("no alert service configured ([alerts] urls / config_file): alerts are only logged")
 
@@ -264,115 +185,204 @@ class Outbox:
         force: bool = False,
         budget_seconds: float | None = None,
         notification_ids: Iterable[str] | None = None,
+        wait_seconds: float | None = None,
     ) -> list[Attempt]:
-        """Attempt every due row once, oldest first; return what happened to each.
+        """Attempt every due row once, each service in its own thread; return what happened.
 
-        `force` ignores backoff (every pending row is due: `alerts retry`). A service that fails is not
-        tried again in this pass. With `budget_seconds`, no new attempt starts once it is spent.
-        `notification_ids` limits the pass to those notifications.
+        `force` ignores backoff (every pending row is due: `alerts retry`), except for rows that may
+        have been delivered. A service that fails is not tried again in this pass. With
+        `budget_seconds`, no new attempt starts once it is spent. `notification_ids` limits the pass
+        to those notifications. Running sends are waited for up to their deadlines, or with
+        `wait_seconds` at most that long after the last thing to start (the rest are reported with
+        `in_flight` and recorded by a later pass). Outcomes of sends that outlived an earlier pass
+        come first.
         """
         start = time.monotonic()
         now = now or utcnow()
+        results = self._collect_late(now)
         only = set(notification_ids) if notification_ids is not None else None
-        failed_services: set[str] = set()
-        results: list[Attempt] = []
         give_up_before = now - timedelta(hours=self.settings.retry_max_hours)
-        # One read per pass; rows beyond the limit wait for the next pass.
-        for row in q.due(self.store, now, force=force, limit=PASS_LIMIT):
-            elapsed = time.monotonic() - start
-            if budget_seconds is not None and elapsed >= budget_seconds:
+        queues: dict[str, deque[dict[str, Any]]] = {}
+        for row in q.due(self.store, now, force=force, limit=PASS_LIMIT):  # one read per pass
+            if only is not None and row["notification_id"] not in only:
+                continue
+            if force and self._maybe_waiting(row, now):
+                continue
+            queues.setdefault(row["service"], deque()).append(row)
+        running: dict[str, _Running] = {}
+        while True:
+            spent = budget_seconds is not None and time.monotonic() - start >= budget_seconds
+            for service, queue in queues.items():
+                if spent or service in self._late:
+                    continue
+                while queue and service not in running:
+                    row = queue.popleft()
+                    at = now + timedelta(seconds=time.monotonic() - start)
+                    job = self._start(row, at, force, give_up_before, results)
+                    if job is not None:
+                        running[service] = job
+            if not running:
                 break
-            if (only is not None and row["notification_id"] not in only) or row["service"] in failed_services:
-                continue
-            attempt = self._attempt(row, now + timedelta(seconds=elapsed), force, give_up_before)
-            if attempt is None:
-                continue
-            results.append(attempt)
-            if not attempt.ok and not attempt.gave_up:
-                failed_services.add(row["service"])
-                if attempt.next_attempt_at is not None:
-                    q.defer(self.store, row["service"], attempt.next_attempt_at)
+            timeout = min(job.started + job.target.deadline for job in running.values()) - time.monotonic()
+            if wait_seconds is not None:
+                timeout = min(timeout, wait_seconds)
+            done, _ = cf.wait([j.future for j in running.values()], max(0.0, timeout), cf.FIRST_COMPLETED)
+            at = now + timedelta(seconds=time.monotonic() - start)
+            for service, job in list(running.items()):
+                if job.future in done:
+                    del running[service]
+                    attempt = self._record(job, job.future.result(), at)
+                    results.append(attempt)
+                    if not attempt.ok:
+                        queues[service].clear()  # the service is down or stalling: its queue waits
+                        retry_at = at + backoff(attempt.attempts)
+                        if not attempt.maybe_delivered and attempt.next_attempt_at is not None:
+                            retry_at = attempt.next_attempt_at
+                        q.defer(self.store, service, retry_at)
+                elif time.monotonic() >= job.started + job.target.deadline:
+                    del running[service]  # its own deadline: "maybe delivered", left to run
+                    results.append(self._record(job, job.target.overdue(), at))
+                    job.recorded = True
+                    self._late[service] = job
+            if not done and running and wait_seconds is not None:
+                for service, job in running.items():  # still running: reported now, recorded later
+                    self._late[service] = job
+                    results.append(
+                        Attempt(
+                            job.row["notification_id"],
+                            service,
+                            job.target.label,
+                            False,
+                            job.attempts,
+                            "still sending",
+                            in_flight=True,
+                        )
+                    )
+                break
         return results
 
-    def _attempt(
-        self, row: dict[str, Any], now: datetime, force: bool, give_up_before: datetime
-    ) -> Attempt | None:
+    def _maybe_waiting(self, row: dict[str, Any], now: datetime) -> bool:
+        error = row.get("last_error") or ""
+        return bool(
+            row["state"] == q.PENDING and error.startswith(MAYBE_PREFIX) and row["next_attempt_at"] > now
+        )
+
+    def _start(
+        self,
+        row: dict[str, Any],
+        now: datetime,
+        force: bool,
+        give_up_before: datetime,
+        results: list[Attempt],
+    ) -> _Running | None:
         service, nid = row["service"], row["notification_id"]
         target = self._by_name.get(service)
         if target is None:
             reason = "service no longer configured"
             if q.give_up(self.store, row["id"], reason):
                 log.warning("alert %s for %s: %s; dropped", nid, service, reason)
-                return Attempt(nid, service, service, False, row["attempts"], reason, gave_up=True)
+                results.append(Attempt(nid, service, service, False, row["attempts"], reason, gave_up=True))
             return None
         if row["created_at"] < give_up_before:
             reason = f"undelivered after {self.settings.retry_max_hours} h"
             if q.give_up(self.store, row["id"], reason):
                 log.error("alert %s to %s: %s; giving up", nid, target.label, reason)
-                return Attempt(nid, service, target.label, False, row["attempts"], reason, gave_up=True)
+                results.append(
+                    Attempt(nid, service, target.label, False, row["attempts"], reason, gave_up=True)
+                )
             return None
+        if target.busy:
+            return None  # a send that outlived its deadline still holds this service
         if not q.claim(self.store, row["id"], now, now + self.lease, force=force):
             return None  # another sender took it
-        attempts = row["attempts"] + 1
-        ok, error = self._send(target, row)
-        if ok:
+        try:
+            severity = Severity(row["severity"])
+        except ValueError:
+            severity = Severity.WARNING
+        future = target.start(row["title"], row["body"], severity)
+        return _Running(row, target, future, time.monotonic(), row["attempts"] + 1)
+
+    def _record(self, job: _Running, result: SendResult, now: datetime) -> Attempt:
+        row, target, attempts = job.row, job.target, job.attempts
+        nid, service = row["notification_id"], row["service"]
+        if result.ok:
             q.finish(self.store, row["id"], sent=True, now=now)
             log.info("alert %s sent to %s", nid, target.label)
             return Attempt(nid, service, target.label, True, attempts)
+        if result.maybe_delivered:
+            error = MAYBE_PREFIX + (result.error or "timed out after sending")
+            if (row.get("last_error") or "").startswith(MAYBE_PREFIX):
+                reason = error + "; maybe delivered twice, not sent again"
+                q.finish(self.store, row["id"], sent=False, now=now, give_up=True, error=reason)
+                log.warning("alert %s to %s: %s", nid, target.label, reason)
+                return Attempt(
+                    nid, service, target.label, False, attempts, reason, gave_up=True, maybe_delivered=True
+                )
+            retry_at = now + MAYBE_DELIVERED_WAIT
+            q.finish(self.store, row["id"], sent=False, now=now, next_attempt_at=retry_at, error=error)
+            log.warning(
+                "alert %s to %s %s; not sent again before %s",
+                nid,
+                target.label,
+                error,
+                retry_at.strftime("%H:%M:%S UTC"),
+            )
+            return Attempt(
+                nid,
+                service,
+                target.label,
+                False,
+                attempts,
+                error,
+                next_attempt_at=retry_at,
+                maybe_delivered=True,
+            )
         retry_at = now + backoff(attempts)
-        q.finish(self.store, row["id"], sent=False, now=now, next_attempt_at=retry_at, error=error)
+        q.finish(self.store, row["id"], sent=False, now=now, next_attempt_at=retry_at, error=result.error)
         log.warning(
             "alert %s to %s failed (attempt %d, next try at %s): %s",
             nid,
             target.label,
             attempts,
             retry_at.strftime("%H:%M:%S UTC"),
-            error,
+            result.error,
         )
-        return Attempt(nid, service, target.label, False, attempts, error, next_attempt_at=retry_at)
+        return Attempt(nid, service, target.label, False, attempts, result.error, next_attempt_at=retry_at)
 
-    def _send(self, target: Target, row: dict[str, Any]) -> tuple[bool, str | None]:
-        try:
-            severity = Severity(row["severity"])
-        except ValueError:
-            severity = Severity.WARNING
-        try:
-            result = target.apprise.notify(
-                body=row["body"],
-                title=row["title"],
-                notify_type=_NOTIFY_TYPES[severity],
-                body_format="text",
-                timeout=self._call_timeout,
-            )
-        except Exception as exc:  # a plugin bug must not kill the sender; the row stays pending
-            return False, f"{type(exc).__name__} in the {target.service_name} plugin"
-        if bool(result):
-            return True, None
-        return False, _error_text(result)
-
-
-def _error_text(result: Any) -> str:
-    """A short reason from apprise's per-service logs, with anything URL-like removed (URLs hold tokens)."""
-    status = getattr(getattr(result, "status", None), "name", "FAILURE")
-    messages: list[str] = []
-    for service_result in result:
-        for entry in service_result.logs():
-            if entry.level in (
-                "WARNING",
-                "ERROR",
-                "CRITICAL",
-                logging.WARNING,
-                logging.ERROR,
-                logging.CRITICAL,
-            ):
-                messages.append(str(entry.message))
-    text = messages[-1] if messages else ""
-    text = _URL_IN_TEXT.sub("<url>", text)
-    return clean(f"{status}: {text}" if text else status, 300)
+    def _collect_late(self, now: datetime) -> list[Attempt]:
+        """Record sends that outlived an earlier pass. One past its deadline was recorded as 'maybe
+        delivered' then: if it succeeds after all, it is recorded as sent."""
+        results: list[Attempt] = []
+        for service, job in list(self._late.items()):
+            if not job.future.done():
+                if not job.recorded and time.monotonic() >= job.started + job.target.deadline:
+                    results.append(self._record(job, job.target.overdue(), now))
+                    job.recorded = True
+                continue
+            del self._late[service]
+            result = job.future.result()
+            if not job.recorded:
+                results.append(self._record(job, result, now))
+            elif result.ok and q.claim(self.store, job.row["id"], now, now + self.lease, force=True):
+                q.finish(self.store, job.row["id"], sent=True, now=now)
+                log.info(
+                    "alert %s reached %s late (after %.0f s): sent",
+                    job.row["notification_id"],
+                    job.target.label,
+                    result.seconds,
+                )
+                results.append(
+                    Attempt(job.row["notification_id"], service, job.target.label, True, job.attempts)
+                )
+        return results
 
 
 def send_test(
-    outbox: Outbox, now: datetime | None = None, *, budget_seconds: float | None = None
+    outbox: Outbox,
+    now: datetime | None = None,
+    *,
+    budget_seconds: float | None = None,
+    wait_seconds: float | None = None,
 ) -> list[Attempt]:
     """Queue a test notification for EVERY configured target (ignoring routes) and attempt it now.
 
@@ -393,4 +403,6 @@ def send_test(
         client_ips=(),
     )
     outbox.enqueue([note], now, targets=outbox.targets)
-    return outbox.deliver(now, force=True, budget_seconds=budget_seconds, notification_ids=[note.id])
+    return outbox.deliver(
+        now, force=True, budget_seconds=budget_seconds, notification_ids=[note.id], wait_seconds=wait_seconds
+    )

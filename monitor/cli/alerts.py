@@ -24,8 +24,7 @@ from monitor.cli.common import Env, pass_env
 from monitor.errors import AlertError, MonitorError
 from monitor.sanitize import for_terminal
 
-CLI_TIMEOUT = 5.0  # seconds to connect, and again to read, per attempt
-CLI_BUDGET = 30.0  # no new attempt starts after this many seconds
+CLI_BUDGET = 30.0  # no new attempt starts after this many seconds, nor is a running one waited for longer
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -65,7 +64,7 @@ def _outbox(env: Env, store: Any) -> Any:
             "no alert service is configured",
             hint="add apprise URLs under [alerts] urls (e.g. 'mailto://...', 'slack://...') or set [alerts] config_file",
         )
-    return Outbox(settings, store, connect_timeout=CLI_TIMEOUT, read_timeout=CLI_TIMEOUT)
+    return Outbox(settings, store)  # per-scheme timeouts: a short one would duplicate slow mail
 
 
 @contextmanager
@@ -90,6 +89,8 @@ def _attempt_json(a: Any) -> dict[str, Any]:
         "error": a.error,
         "gave_up": a.gave_up,
         "next_attempt_at": _iso(a.next_attempt_at),
+        "maybe_delivered": a.maybe_delivered,
+        "in_flight": a.in_flight,
     }
 
 
@@ -102,6 +103,17 @@ def _print_attempts(env: Env, attempts: list[Any]) -> None:
             result, detail = Text("sent", style="green"), ""
         elif a.gave_up:
             result, detail = Text("gave up", style="red"), a.error or ""
+        elif a.in_flight:
+            result, detail = (
+                Text("no answer yet", style="yellow"),
+                "still sending; the daemon records the outcome",
+            )
+        elif a.maybe_delivered:
+            when = _short_time(a.next_attempt_at)
+            result, detail = (
+                Text("maybe sent", style="yellow"),
+                f"{a.error or ''} (not sent again before {when} UTC)",
+            )
         else:
             when = _short_time(a.next_attempt_at)
             result, detail = Text("failed", style="red"), f"{a.error or ''} (pending; next try {when} UTC)"
@@ -129,7 +141,7 @@ def test_cmd(env: Env, as_json: bool) -> None:
 
     with env.open_store() as store, _quiet_delivery_log():
         outbox = _outbox(env, store)
-        attempts = send_test(outbox, budget_seconds=CLI_BUDGET)
+        attempts = send_test(outbox, budget_seconds=CLI_BUDGET, wait_seconds=CLI_BUDGET)
         tried = {a.service for a in attempts}
         untried = [t.label for t in outbox.targets if t.name not in tried]
     if as_json:
@@ -162,7 +174,7 @@ def retry_cmd(env: Env, as_json: bool) -> None:
 
     with env.open_store() as store, _quiet_delivery_log():
         outbox = _outbox(env, store)
-        attempts = outbox.deliver(force=True, budget_seconds=CLI_BUDGET)
+        attempts = outbox.deliver(force=True, budget_seconds=CLI_BUDGET, wait_seconds=CLI_BUDGET)
         counts = q.state_counts(store)
     pending = counts.get(q.PENDING, 0) + counts.get(q.SENDING, 0)
     if as_json:
