@@ -1,15 +1,14 @@
-"""Deliver the weekly summary through apprise: the HTML page (charts included) by email, a short
-plain-text digest to chat services.
+"""Deliver the weekly summary: the HTML page (charts included) by email, a short plain-text digest to chat.
 
-Each configured target (`[alerts] urls`, and the services of `[alerts] config_file`) is sent on its
-own, so one failing service does not hide the others' results. Email targets (`mailto://`,
-`mailtos://`) get `body_format="html"` with the page as the body (inline SVG charts) and as an
-attached `.html` file, for mail clients that strip SVG from bodies. Every other service gets a
-compact plain-text digest (`body_format="text"`: the FIELD_NOTES show that markdown mode passes
-Slack's `<!channel>` through), made of neutralised log text and capped at 1,900 characters (Discord
-takes 2,000). Targets are named by their position and service name, never by URL: URLs hold secrets.
-
-apprise is imported here only (and in monitor.alerts); this module is imported lazily by the CLI.
+The services are the live alerts' own (monitor.targets): the same `[alerts] urls` (tagged ones too,
+`"chat=json://..."`) and `config_file`, the same names (`E-Mail (mailto#0)`), and the same routing:
+the summary is an `info` message, so `[alerts] routes.info` chooses its services (every service when
+there is no such route). Each target is sent on its own, in its own thread with its own deadline, so
+one failing or stalling service does not hide the others' results. Email targets get
+`body_format="html"` with the page as the body (inline SVG charts) and as an attached `.html` file,
+for mail clients that strip SVG from bodies. Every other service gets a compact plain-text digest
+(`body_format="text"`: markdown mode passes Slack's `<!channel>` through), made of neutralised log
+text and capped at 1,900 characters (Discord takes 2,000). URLs hold secrets and are never shown.
 """
 
 from __future__ import annotations
@@ -18,22 +17,21 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import apprise
-from apprise.plugins.email import NotifyEmail
-
 from monitor.config import AlertSettings
 from monitor.errors import AlertError
+from monitor.records import Severity
 from monitor.sanitize import cap, safe_text
 from monitor.summary_data import Summary
 from monitor.summary_html import render_html
 from monitor.summary_render import change, count, percent, stamp
+from monitor.targets import Target, load_targets, route
 
 CHAT_LIMIT = 1900
 
 
 @dataclass
 class SendReport:
-    """Which targets took the summary. Names are `#N service` (position in the config, service name)."""
+    """Which targets took the summary, by the live alerts' names (`E-Mail (mailto#0)`)."""
 
     delivered: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -88,28 +86,13 @@ def chat_text(summary: Summary, limit: int = CHAT_LIMIT) -> str:
     return cap("\n".join(lines), limit)
 
 
-def _targets(settings: AlertSettings) -> list[object]:
-    """Return the configured apprise services; raise AlertError when none is configured or one is invalid."""
+def _targets(settings: AlertSettings) -> list[Target]:
+    """Return the services the summary goes to; raise AlertError when none is configured or one is invalid."""
     if not settings.urls and not settings.config_file:
         raise AlertError(
             "no alert targets configured", hint="add apprise URLs to [alerts] urls in the config"
         )
-    services: list[object] = []
-    for i, url in enumerate(settings.urls, start=1):
-        plugin = apprise.Apprise.instantiate(url)
-        if plugin is None:
-            # Never echo the URL: it may hold a token or a password.
-            raise AlertError(
-                f"[alerts] urls[{i - 1}] is not a valid apprise URL",
-                hint="see https://github.com/caronc/apprise/wiki",
-            )
-        services.append(plugin)
-    if settings.config_file:
-        config = apprise.AppriseConfig()
-        if not config.add(settings.config_file):
-            raise AlertError(f"cannot read the apprise config file {settings.config_file}")
-        services.extend(config.services())
-    return services
+    return route(load_targets(settings), Severity.INFO, settings.routes)
 
 
 def send(summary: Summary, settings: AlertSettings) -> SendReport:
@@ -118,7 +101,7 @@ def send(summary: Summary, settings: AlertSettings) -> SendReport:
     Raise AlertError when no target is configured or a URL is invalid; a target that fails to deliver
     is reported in `failed`, not raised.
     """
-    services = _targets(settings)
+    targets = _targets(settings)
     report = SendReport()
     title = subject(summary)
     html = render_html(summary)
@@ -126,18 +109,19 @@ def send(summary: Summary, settings: AlertSettings) -> SendReport:
     with tempfile.TemporaryDirectory(prefix="ollama-monitor-summary-") as tmp:
         page = Path(tmp) / f"ollama-usage-{summary.since:%Y-%m-%d}.html"
         page.write_text(html, encoding="utf-8")
-        for i, service in enumerate(services, start=1):
-            one = apprise.Apprise()
-            one.add(service)  # type: ignore[arg-type]
-            name = f"#{i} {getattr(service, 'service_name', 'service')}"
-            if isinstance(service, NotifyEmail):
-                ok = one.notify(
-                    body=html,
-                    title=title,
-                    body_format=apprise.NotifyFormat.HTML,
-                    attach=apprise.AppriseAttachment(str(page)),
-                )
-            else:
-                ok = one.notify(body=text, title=title, body_format=apprise.NotifyFormat.TEXT)
-            (report.delivered if ok else report.failed).append(name)
+        futures = [
+            (
+                target,
+                target.start(title, html, body_format="html", attach=str(page))
+                if target.is_email
+                else target.start(title, text, body_format="text"),
+            )
+            for target in targets
+        ]
+        for target, future in futures:
+            try:
+                ok = future.result(timeout=target.deadline).ok
+            except TimeoutError:
+                ok = False
+            (report.delivered if ok else report.failed).append(target.label)
     return report

@@ -2,7 +2,7 @@
 
 - records and errors import nothing of ours; config imports only those.
 - Heavy libraries stay in their stage: SQLAlchemy in monitor.store, watchdog in monitor.sources,
-  scikit-learn in monitor.detector, apprise in the alerts modules, pandas in features/summary/detector.
+  scikit-learn in monitor.detector, apprise in monitor.targets (the one owner of alert services), pandas in features/summary/detector.
 - Nothing imports monitor.daemon or monitor.cli except the CLI itself.
 """
 
@@ -18,7 +18,7 @@ HEAVY = {
     "watchdog": ("monitor.sources",),
     "sklearn": ("monitor.detector",),
     "joblib": ("monitor.detector",),
-    "apprise": ("monitor.alerts", "monitor.delivery", "monitor.summary_send"),
+    "apprise": ("monitor.targets",),
     "pandas": ("monitor.features", "monitor.summary", "monitor.detector", "monitor.pipeline"),
 }
 

@@ -20,6 +20,7 @@ from monitor.config import AlertSettings
 from monitor.errors import AlertError
 from monitor.store import Store
 from monitor.summary_send import chat_text, send
+from tests.receivers import HttpReceiver, SmtpReceiver
 from tests.test_summary_week import HOSTILE_IP, NOW, UNTIL, WEEK, Week, build_week
 
 
@@ -107,7 +108,7 @@ def test_email_with_charts_and_chat_digest(
     )
     report = send(week_summary, settings)
     assert report.ok, report
-    assert report.delivered == ["#1 E-Mail", "#2 JSON"]
+    assert report.delivered == ["E-Mail (mailto#0)", "JSON (json#1)"]  # the live alerts' names
 
     assert len(inbox.messages) == 1
     message = inbox.messages[0]
@@ -141,17 +142,35 @@ def test_a_failing_target_is_reported_not_raised(
         ]
     )
     report = send(week_summary, settings)
-    assert report.failed == ["#1 JSON"] and report.delivered == ["#2 E-Mail"] and not report.ok
+    assert report.failed == ["JSON (json#0)"] and report.delivered == ["E-Mail (mailto#1)"] and not report.ok
     assert len(inbox.messages) == 1
 
 
 def test_configuration_errors(week_summary: summary.Summary) -> None:
     with pytest.raises(AlertError, match="no alert targets"):
         send(week_summary, AlertSettings())
-    with pytest.raises(AlertError, match=r"urls\[0\] is not a valid apprise URL") as info:
+    with pytest.raises(AlertError, match=r"alerts.urls\[0\]: not a usable apprise URL") as info:
         send(week_summary, AlertSettings(urls=["notaservice://secret-token@host"]))
     assert "secret-token" not in str(info.value)
 
 
 def test_chat_text_is_capped(week_summary: summary.Summary) -> None:
     assert len(chat_text(week_summary, limit=200)) <= 200
+
+
+def test_tagged_urls_and_routes_like_live_alerts(week_summary: summary.Summary) -> None:
+    """12.3: a tagged URL (`chat=json://...`, documented for live alerts) takes the summary, and
+    `routes.info` decides which services get it (the summary is an info message)."""
+    with HttpReceiver() as chat, HttpReceiver() as other, SmtpReceiver() as mail:
+        urls = [f"email={mail.apprise_url()}", f"chat={chat.apprise_url()}", f"ops={other.apprise_url()}"]
+        report = send(
+            week_summary, AlertSettings(urls=urls, routes={"info": ["chat"], "critical": ["email"]})
+        )
+        assert report.ok and report.delivered == ["JSON (json#1)"], report
+        (post,) = chat.wait_for(1)
+        assert post.json["message"] == chat_text(week_summary)
+        assert mail.received() == [] and other.received() == []
+
+        everywhere = send(week_summary, AlertSettings(urls=urls))  # no info route: every service
+        assert everywhere.delivered == ["E-Mail (mailto#0)", "JSON (json#1)", "JSON (json#2)"]
+        assert len(mail.wait_for(1)) == 1 and len(other.wait_for(1)) == 1
