@@ -230,9 +230,24 @@ def replay(
     )
     out.print(f"detector: {summary['status']['detector']} ({summary['status']['reason']})", markup=False)
     if send:
-        out.print(
-            f"sent: {summary.get('sent', 0)} delivered, {summary.get('failed', 0)} failed", markup=False
-        )
+        _report_sent(env, summary, kept=db_url)
+
+
+def _report_sent(env: Env, summary: dict[str, Any], *, kept: str | None) -> None:
+    """Say what `replay --send` delivered and what not; exit 1 when something was not delivered (it
+    stays queued in the --db database, or is dropped with the temporary one: said plainly)."""
+    queued, undelivered = summary.get("queued", 0), summary.get("undelivered", 0)
+    env.out.print(f"sent: {queued - undelivered} of {queued} deliveries", markup=False)
+    if not undelivered:
+        return
+    if kept:
+        where = "they stay queued in the --db database; `ollama-monitor alerts retry` with that database sends them"
+    else:
+        where = "they are DROPPED with the temporary database (give --db to keep them for `alerts retry`)"
+    env.err.print(
+        f"ollama-monitor: error: {undelivered} of {queued} deliveries failed: {where}", markup=False
+    )
+    sys.exit(1)
 
 
 def _note_json(n: Notification) -> dict[str, Any]:
@@ -297,9 +312,17 @@ def run_replay(
             "seconds": time.perf_counter() - started,
         }
         if send and dispatcher.outbox is not None:
+            from monitor.store import outbox_queries as oq
+
             attempts = dispatcher.outbox.deliver()
             summary["sent"] = sum(1 for a in attempts if a.ok)
             summary["failed"] = sum(1 for a in attempts if not a.ok)
+            # What a failing service did not get: every row of these notifications still queued,
+            # not only the one attempt per service that failed (the rest were never tried).
+            ids = {n.id for n in notes}
+            rows = oq.rows(store, states=(oq.PENDING, oq.SENDING, oq.FAILED), limit=1_000_000)
+            summary["undelivered"] = sum(1 for r in rows if r["notification_id"] in ids)
+            summary["queued"] = sum(1 for r in oq.rows(store, limit=1_000_000) if r["notification_id"] in ids)
     finally:
         store.close()
     return notes, summary
