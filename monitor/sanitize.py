@@ -9,9 +9,11 @@ values. Before such text reaches a notification or a screen it goes through here
 - `neutralise(text)` defuses the mention and link syntax of the common chat services, so a user agent
   cannot page `@channel`, hide a link behind friendly text or be clicked: Slack `<!channel>`,
   `<!here>`, `<@U123>`, `<#C123>`, `<https://x|y>`; Discord/Teams `@everyone`, `@here`, `<@123>`,
-  `<@&role>`; Markdown links and images `[x](y)`; bare URLs and host names (`http://` -> `hxxp://`,
-  dots in a host -> `[.]`); and zero-width/invisible characters that would split a keyword past a filter.
+  `<@&role>`; Markdown links and images `[x](y)`; URLs and host names, glued to a word or not, in any
+  script (`http://` -> `hxxp://`, dots and IDNA dot look-alikes in a host -> `[.]`); and
+  zero-width/invisible characters that would split a keyword past a filter.
 - `for_terminal(text)` shows control characters as visible escapes (`\\x1b`) instead of obeying them.
+- `json_text(data)` is JSON for a terminal or a pipe: C1 controls and invisibles escaped too.
 
 This does not rely on any one apprise plugin's escaping: the monitor sends the result as plain text
 (`body_format="text"`) to every service. Pure standard library; the audit, summary and CLI code
@@ -20,6 +22,7 @@ reuse it. All functions are idempotent: applying one twice gives the same text a
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
@@ -56,17 +59,23 @@ _AT_RE = re.compile(r"@(?=[\w!#&.-])")
 _ANGLES = str.maketrans({"<": "\u2039", ">": "\u203a"})
 # Markdown links and images: `[text](url)`, `![alt](url)`; separate the two halves.
 _MD_LINK_RE = re.compile(r"\]\s*\(")
+# Characters that IDNA (UTS 46) and browsers read as the dot between host labels: the ideographic,
+# full-width and half-width full stops, one dot leader and the small full stop. Between two word
+# characters they become `[.]` like an ASCII dot (`evil\u3002example` -> `evil[.]example`).
+_DOT_LOOKALIKES = "\u3002\uff0e\uff61\u2024\ufe52"
+_LOOKALIKE_DOT_RE = re.compile(rf"(?<=[\w-])[{_DOT_LOOKALIKES}](?=\w)")
 # URLs with a scheme (`http://`, `javascript:` is harmless once the brackets are gone) and `www.` hosts.
-_URL_RE = re.compile(r"\b([a-z][a-z0-9+.\-]{1,15})://([^\s/?#\u2039\u203a|]*)", re.IGNORECASE)
-_WWW_RE = re.compile(r"\bwww\.([^\s/?#\u2039\u203a|]+)", re.IGNORECASE)
-# A bare host name (`evil.example`, `backup.zip`, `hf.co`): chat services link such names by their
-# top-level domain, and new ones (.zip, .mov) look like file names, so every dotted name whose last label
-# starts with a letter is defanged. Addresses and versions (203.0.113.7, curl/8.5.0) end in a digit.
-_LABEL = r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?"
-_BARE_HOST_RE = re.compile(
-    rf"(?<![a-z0-9_.\-\[])((?:{_LABEL}\.)+[a-z](?:[a-z0-9_\-]{{0,61}}[a-z0-9_])?)(?![a-z0-9_\-]|\.[a-z0-9_])",
-    re.IGNORECASE | re.ASCII,
-)
+# No word boundary before the scheme: chat services link `_https://x` and `1http://x` all the same.
+# The scheme is at most 16 characters (the match starts no earlier), which keeps the search linear.
+# The host ends where another `scheme://` starts (`http://http://x` is two URLs).
+_SCHEME = r"[a-z][a-z0-9+.\-]{0,15}"
+_URL_RE = re.compile(rf"({_SCHEME})://((?:(?!{_SCHEME}://)[^\s/?#\u2039\u203a|])*)", re.IGNORECASE)
+_WWW_RE = re.compile(r"(?<![^\W_])www\.([^\s/?#\u2039\u203a|]+)", re.IGNORECASE)
+# A bare host name (`evil.example`, `backup.zip`, `hf.co`, `пример.рф`): chat services link such names
+# by their top-level domain, and new ones (.zip, .mov) look like file names, so every dotted name whose
+# last label starts with a letter (any script) is defanged. Addresses and versions (203.0.113.7,
+# curl/8.5.0) end in a digit.
+_BARE_HOST_RE = re.compile(r"(?<![\w.\-])((?:\w[\w\-]*\.)+[^\W\d_][\w\-]*)(?![\w\-]|\.\w)")
 _DEFANGED_SCHEMES = {
     "http": "hxxp",
     "https": "hxxps",
@@ -136,15 +145,34 @@ def neutralise(text: str) -> str:
     s = _INVISIBLE_RE.sub("", text)
     s = s.translate(_ANGLES)
     s = _AT_RE.sub("\uff20", s)
-    s = _MD_LINK_RE.sub("] (", s)
-    s = _URL_RE.sub(_defang_url, s)
-    s = _WWW_RE.sub(lambda m: "www[.]" + _defang_host(m.group(1)), s)
+    s = _LOOKALIKE_DOT_RE.sub("[.]", s)
+    if "://" in s:
+        s = _URL_RE.sub(_defang_url, s)
+    if "www" in s.lower():
+        s = _WWW_RE.sub(lambda m: "www[.]" + _defang_host(m.group(1)), s)
     s = _BARE_HOST_RE.sub(lambda m: _defang_host(m.group(1)), s)
+    # Last: defanging writes `[.]`, which can close a Markdown link text (`x.(y)` -> `x[.](y)`).
+    s = _MD_LINK_RE.sub("] (", s)
     return s
 
 
 def _defang_host(host: str) -> str:
     return host.replace("[.]", ".").replace(".", "[.]")
+
+
+_JSON_ESCAPE_RE = re.compile(f"[\x7f-\x9f\u2028\u2029{_INVISIBLE}]")
+
+
+def json_text(data: object, *, indent: int | None = 2) -> str:
+    """Return `data` as JSON whose every control, invisible or bidi character is a `\\uXXXX` escape.
+
+    `json.dumps(ensure_ascii=False)` escapes C0 controls only; C1 controls (U+0080-U+009F, which
+    some terminals obey: 0x9b is CSI), line/paragraph separators and bidi overrides would reach a
+    terminal or a log viewer raw. Other non-ASCII text stays readable. The result parses back to
+    the same data.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=indent, default=str)
+    return _JSON_ESCAPE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _defang_url(match: re.Match[str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from monitor.ingest import (
     ingest_file,
     source_for_path,
 )
-from monitor.sanitize import for_terminal
+from monitor.sanitize import for_terminal, json_text
 
 format_option = click.option(
     "--format",
@@ -59,7 +58,7 @@ def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, sho
         fmt_used = fmt or (source.format if source else "auto")
         reports.append(check_file(path, fmt_used, context_for(source)))
     if as_json:
-        env.out.print_json(json.dumps({"files": [_report_json(r, rejects=show_rejects) for r in reports]}))
+        _print_json(env, {"files": [_report_json(r, rejects=show_rejects) for r in reports]})
     else:
         for r in reports:
             _print_check(env, r, show_rejects)
@@ -136,7 +135,7 @@ def ingest(
     finally:
         store.close()
     if as_json:
-        env.out.print_json(json.dumps({"files": [_report_json(r) for r in reports]}))
+        _print_json(env, {"files": [_report_json(r) for r in reports]})
     else:
         for r in reports:
             _print_ingest(env, r)
@@ -178,6 +177,12 @@ def _advancer(progress: Progress, task: TaskID, path: Path) -> Callable[[int], N
             progress.advance(task, nbytes)
 
     return advance
+
+
+def _print_json(env: Env, data: object) -> None:
+    """Print JSON with C1 controls, invisibles and bidi characters escaped (paths and rejected lines
+    are attacker text; rich's print_json would write them raw)."""
+    env.out.print(json_text(data), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def _report_json(r: FileReport, rejects: bool = False) -> dict[str, object]:
