@@ -22,7 +22,7 @@ else. Each target has per-scheme socket timeouts and a deadline after which the 
 
 | scheme           | connect | read (per reply) | deadline |
 | ---------------- | ------- | ---------------- | -------- |
-| mailto, mailtos  | 300 s (apprise uses one timeout for every SMTP step) | 300 s | 330 s |
+| mailto, mailtos  | 300 s (apprise uses one timeout for every SMTP step) | 300 s | 305 s |
 | everything else  | 10 s    | 30 s             | 45 s     |
 
 RFC 5321 (4.5.3.2) asks SMTP clients to wait 5 minutes for most replies and 10 for the reply to the
