@@ -192,10 +192,10 @@ class Outbox:
         `force` ignores backoff (every pending row is due: `alerts retry`), except for rows that may
         have been delivered. A service that fails is not tried again in this pass. With
         `budget_seconds`, no new attempt starts once it is spent. `notification_ids` limits the pass
-        to those notifications. Running sends are waited for up to their deadlines, or with
-        `wait_seconds` at most that long after the last thing to start (the rest are reported with
-        `in_flight` and recorded by a later pass). Outcomes of sends that outlived an earlier pass
-        come first.
+        to those notifications. Running sends are waited for up to their deadlines; with
+        `wait_seconds`, the pass also stops waiting once no send has ended for that long (those still
+        running are reported with `in_flight` and recorded by a later pass). Outcomes of sends that
+        outlived an earlier pass come first.
         """
         start = time.monotonic()
         now = now or utcnow()

@@ -144,14 +144,6 @@ class Target:
         threading.Thread(target=self._run, args=args, name=f"send-{self.name}", daemon=True).start()
         return future
 
-    def send(self, title: str, body: str, severity: Severity = Severity.INFO, **kw: Any) -> SendResult:
-        """Send and wait at most the deadline; past it the result says 'maybe delivered'."""
-        future = self.start(title, body, severity, **kw)
-        try:
-            return future.result(timeout=self.deadline)
-        except TimeoutError:
-            return self.overdue()
-
     def overdue(self) -> SendResult:
         """The result to record when the deadline passed with the send still running."""
         return SendResult(
