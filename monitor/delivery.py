@@ -261,6 +261,18 @@ class Outbox:
                 break
         return results
 
+    def settle(self, now: datetime | None = None) -> list[Attempt]:
+        """Record every send still running and not yet recorded as 'maybe delivered' (not sent again
+        for 30 min). A process about to exit calls it, so that the row's lease does not bring it back
+        within minutes while the receiver may still be taking it."""
+        now = now or utcnow()
+        out = []
+        for job in self._late.values():
+            if not job.recorded and not job.future.done():
+                out.append(self._record(job, job.target.overdue(), now))
+                job.recorded = True
+        return out + self._collect_late(now)
+
     def _maybe_waiting(self, row: dict[str, Any], now: datetime) -> bool:
         error = row.get("last_error") or ""
         return bool(

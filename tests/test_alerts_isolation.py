@@ -118,3 +118,23 @@ def test_a_refused_connection_is_not_maybe_delivered(store: Store) -> None:
     (attempt,) = outbox.deliver(now)
     assert not attempt.ok and not attempt.maybe_delivered
     assert attempt.next_attempt_at is not None and attempt.next_attempt_at - now < timedelta(minutes=1)
+
+
+def test_a_send_still_running_at_exit_is_not_resent_when_its_lease_ends(tmp_path: Path) -> None:
+    """13.8 for the CLI: `alerts retry` stops waiting after its budget and exits; the row of a send still
+    running must not come back when its lease (105 s) runs out, but wait like any 'maybe delivered'."""
+    db = f"sqlite:///{tmp_path / 'monitor.db'}"
+    with DripReceiver(interval=2.0) as drip:
+        settings = AlertSettings(urls=[drip.apprise_url()])
+        with Store.open(db) as store:
+            outbox = Outbox(settings, store, throttle=0.0)
+            outbox.enqueue([note(1)])
+            (attempt,) = outbox.deliver(wait_seconds=0.5)
+            assert attempt.in_flight
+            (settled,) = outbox.settle()
+            assert settled.maybe_delivered and settled.next_attempt_at is not None
+        with Store.open(db) as store:  # the next process
+            later = datetime.now(UTC) + outbox.lease + timedelta(minutes=1)
+            fresh = Outbox(settings, store, throttle=0.0)
+            assert fresh.deliver(later, force=True, wait_seconds=0.5) == []
+            assert drip.connections == 1

@@ -106,7 +106,7 @@ def _print_attempts(env: Env, attempts: list[Any]) -> None:
         elif a.in_flight:
             result, detail = (
                 Text("no answer yet", style="yellow"),
-                "still sending; the daemon records the outcome",
+                "still sending: maybe delivered, not sent again for 30 min",
             )
         elif a.maybe_delivered:
             when = _short_time(a.next_attempt_at)
@@ -142,6 +142,7 @@ def test_cmd(env: Env, as_json: bool) -> None:
     with env.open_store() as store, _quiet_delivery_log():
         outbox = _outbox(env, store)
         attempts = send_test(outbox, budget_seconds=CLI_BUDGET, wait_seconds=CLI_BUDGET)
+        outbox.settle()  # what is still sending is 'maybe delivered': not re-sent when we exit
         tried = {a.service for a in attempts}
         untried = [t.label for t in outbox.targets if t.name not in tried]
     if as_json:
@@ -175,6 +176,7 @@ def retry_cmd(env: Env, as_json: bool) -> None:
     with env.open_store() as store, _quiet_delivery_log():
         outbox = _outbox(env, store)
         attempts = outbox.deliver(force=True, budget_seconds=CLI_BUDGET, wait_seconds=CLI_BUDGET)
+        outbox.settle()  # what is still sending is 'maybe delivered': not re-sent when we exit
         counts = q.state_counts(store)
     pending = counts.get(q.PENDING, 0) + counts.get(q.SENDING, 0)
     if as_json:
