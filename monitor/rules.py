@@ -202,7 +202,7 @@ class RulesEngine:
         title, message = rules_text.wave_text(ips, total, sources, first, last)
         return [
             Alert(
-                max(now, last),
+                last,  # log time of the newest member, not the flush (processing) time
                 "unknown-source",
                 Severity.WARNING,
                 title,

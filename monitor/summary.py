@@ -33,6 +33,7 @@ from monitor.summary_data import (
     Summary,
     Totals,
     model_state,
+    source_order,
 )
 
 if TYPE_CHECKING:
@@ -209,7 +210,7 @@ def _aggregate(
                 new=earliest >= since,
             )
         )
-    sources.sort(key=lambda s: (-s.requests, -s.inference, s.client_ip))
+    sources.sort(key=source_order)
 
     cat_totals = np.bincount(cat, minlength=len(CATEGORIES))
     n_err = int(errors.sum())

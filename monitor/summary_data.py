@@ -67,6 +67,12 @@ class SourceUsage:
     new: bool  # first seen in this period
 
 
+def source_order(s: SourceUsage) -> tuple[bool, int, int, str]:
+    """The order of sources in every rendering: unknown sources first (the ones to look at, however few
+    requests they made), then by requests, inference calls and address."""
+    return (s.status != Status.UNKNOWN.value, -s.requests, -s.inference, s.client_ip)
+
+
 @dataclass(frozen=True)
 class DayUsage:
     """Requests on one UTC day, by the status of their source."""
@@ -125,7 +131,7 @@ class Summary:
     until: datetime
     totals: Totals
     previous: Totals
-    sources: list[SourceUsage]
+    sources: list[SourceUsage]  # in source_order: unknown sources first
     daily: list[DayUsage]
     hourly: list[int]  # 24 counts, UTC hour of day
     heatmap: list[list[int]]  # 7 rows (Monday first) x 24 UTC hours

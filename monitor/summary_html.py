@@ -45,7 +45,7 @@ _FONT = "-apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 
 _CSS = f"""
 body {{ font-family: {_FONT}; color: #1d2430; background: #f4f6f9; margin: 0; padding: 24px; }}
-main {{ max-width: 1080px; margin: 0 auto; background: #fff; border-radius: 10px; padding: 28px 32px;
+main {{ max-width: 1200px; margin: 0 auto; background: #fff; border-radius: 10px; padding: 28px 32px;
         box-shadow: 0 1px 3px rgba(0,0,0,.08); }}
 h1 {{ font-size: 24px; margin: 0 0 4px; }}
 h2 {{ font-size: 17px; margin: 30px 0 10px; border-bottom: 1px solid #e4e8ee; padding-bottom: 6px; }}
@@ -58,17 +58,26 @@ p.lead {{ font-size: 15px; line-height: 1.5; }}
 .card .delta {{ font-size: 12px; color: #5b6676; }}
 .card.warn .value {{ color: #d9412b; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
-th, td {{ padding: 5px 8px; border-bottom: 1px solid #edf0f4; text-align: left; vertical-align: top; }}
+th, td {{ padding: 5px 6px; border-bottom: 1px solid #edf0f4; text-align: left; vertical-align: top; }}
 th {{ background: #f7f9fb; font-weight: 600; color: #3b4656; white-space: nowrap; }}
 td.n, th.n {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
-td.ip {{ font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace; word-break: break-all; }}
+td.ip {{ font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace; overflow-wrap: anywhere; }}
+td.addr {{ font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace; }}
+.addr code {{ font-family: inherit; white-space: nowrap; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
+td.body {{ min-width: 220px; }}
 .badge {{ display: inline-block; padding: 1px 7px; border-radius: 9px; color: #fff; font-size: 11px; }}
 .new {{ color: #d9412b; font-weight: 600; font-size: 11px; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 18px; }}
-figure {{ margin: 0; }}
+figure {{ margin: 0; max-width: 100%; }}
+figure svg {{ display: block; max-width: 100%; height: auto; }}
 figcaption {{ font-size: 13px; color: #5b6676; margin-bottom: 6px; }}
 svg text {{ font-family: {_FONT}; }}
 .muted {{ color: #5b6676; }}
+@media (max-width: 700px) {{
+  body {{ padding: 8px; }}
+  main {{ padding: 16px 14px; }}
+}}
 """
 
 
@@ -89,7 +98,7 @@ def render_html(summary: Summary) -> str:
         '<div class="charts">',
         f'<figure id="chart-daily"><figcaption>Requests per day (UTC), by source status</figcaption>{daily_chart(summary)}</figure>',
         f'<figure id="chart-heatmap"><figcaption>Requests by weekday and hour of day (UTC)</figcaption>{heatmap_chart(summary)}</figure>',
-        f'<figure id="chart-sources"><figcaption>Top sources by calls, per endpoint category</figcaption>{sources_chart(summary)}</figure>',
+        f'<figure id="chart-sources"><figcaption>Sources by calls, per endpoint category (unknown first)</figcaption>{sources_chart(summary)}</figure>',
         "</div>",
         "<h2>Totals</h2>",
         _table(
@@ -97,7 +106,7 @@ def render_html(summary: Summary) -> str:
             [[escape(c) for c in row] for row in totals_rows(summary)],
             "lnnn",
         ),
-        "<h2>Sources</h2>",
+        "<h2>Sources (unknown first)</h2>",
         _sources_table(summary),
         "<h2>Busiest endpoints</h2>",
         _table(
@@ -136,14 +145,21 @@ def esc(text: object, limit: int = 60) -> str:
     return escape(neutralise(safe(text, limit)))
 
 
+def address(ip: str) -> str:
+    """A client address in a table cell: kept on one line (a wrapped address reads as two)."""
+    return f"<code>{esc(ip, 45)}</code>"
+
+
 def _badge(value: str, colours: dict[str, str]) -> str:
     colour = colours.get(value, "#9aa3ad")
     return f'<span class="badge" style="background:{colour}">{esc(value, 20)}</span>'
 
 
 def _table(header: list[str], rows: list[list[str]], kinds: str) -> str:
-    """`kinds` per column: n = number (right), i = monospace log text, l = left. Cells are already escaped."""
-    cls = {"n": ' class="n"', "i": ' class="ip"', "l": ""}
+    """`kinds` per column: n = number (right), a = client address (never broken inside), i = monospace log
+    text (wraps anywhere), b = alert body, l = left. Cells are already escaped. Wide tables scroll
+    sideways in their own box instead of widening the page (email clients are about 640 px wide)."""
+    cls = {"n": ' class="n"', "a": ' class="addr"', "i": ' class="ip"', "b": ' class="body"', "l": ""}
     head = "".join(
         f"<th{cls[k] if k == 'n' else ''}>{escape(h)}</th>" for h, k in zip(header, kinds, strict=True)
     )
@@ -151,7 +167,7 @@ def _table(header: list[str], rows: list[list[str]], kinds: str) -> str:
         "<tr>" + "".join(f"<td{cls[k]}>{c}</td>" for c, k in zip(row, kinds, strict=True)) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _cards(summary: Summary) -> str:
@@ -184,7 +200,7 @@ def _sources_table(summary: Summary) -> str:
         return "<p>No requests in this period.</p>"
     rows = []
     for s in summary.sources[:TOP_SOURCES]:
-        label = esc(s.client_ip, 45)
+        label = address(s.client_ip)
         if s.name:
             label += f' <span class="muted">({esc(s.name, 30)})</span>'
         if s.new:
@@ -201,7 +217,7 @@ def _sources_table(summary: Summary) -> str:
     table = _table(
         list(SOURCE_COLUMNS),
         rows,
-        "ilnnnnnnnnnnn",
+        "alnnnnnnnnnnn",
     )
     more = more_line(summary)
     return table + (f'<p class="muted">{escape(more)}</p>' if more else "")
@@ -213,7 +229,7 @@ def _new_sources(summary: Summary) -> str:
         return "<p>None.</p>"
     rows = [
         [
-            esc(s.client_ip, 45),
+            address(s.client_ip),
             _badge(s.status, STATUS_COLOURS),
             count(s.requests),
             count(s.inference),
@@ -222,7 +238,7 @@ def _new_sources(summary: Summary) -> str:
         ]
         for s in new[:TOP_SOURCES]
     ]
-    return _table(["source", "status", "requests", "inference", "mgmt", "first seen"], rows, "ilnnnn")
+    return _table(["source", "status", "requests", "inference", "mgmt", "first seen"], rows, "alnnnn")
 
 
 def _alerts(summary: Summary) -> str:
@@ -233,11 +249,18 @@ def _alerts(summary: Summary) -> str:
             escape(stamp(a.ts)),
             _badge(a.severity, SEVERITY_COLOURS),
             esc(a.rule, 24),
-            f"<strong>{esc(a.title, 120)}</strong><br>{esc(a.message, 400)}",
+            f"<strong>{esc(a.title, 120)}</strong><br>{alert_body(a.message)}",
         ]
         for a in summary.alerts
     ]
-    return _table(["time (UTC)", "severity", "rule", "alert"], rows, "llll")
+    return _table(["time (UTC)", "severity", "rule", "alert"], rows, "lllb")
+
+
+def alert_body(message: str) -> str:
+    """An alert's whole message, one line of the page per line of the message (not a literal `\\n`)."""
+    lines = str(message).splitlines() or [""]
+    # No cut: a visible escape is at most 10 characters for one.
+    return "<br>".join(esc(line, max(1, 10 * len(line))) for line in lines)
 
 
 # --- charts -----------------------------------------------------------------------------------------------
@@ -359,12 +382,13 @@ def heatmap_chart(summary: Summary) -> str:
 
 
 def sources_chart(summary: Summary, top: int = 10) -> str:
-    """Horizontal stacked bars for the busiest sources: calls per endpoint category."""
+    """Horizontal stacked bars for the first sources of the table (unknown ones first): calls per endpoint
+    category. 560 px wide, so it fits an email at 640 px unscaled."""
     sources = summary.sources[:top]
     row_h, left, top_pad = 22, 210, 30
-    width = 1010
+    width = 560
     height = top_pad + max(1, len(sources)) * row_h + 12
-    plot_w = width - left - 70
+    plot_w = width - left - 60
     peak = max((s.requests for s in sources), default=0) or 1
     body = _legend([(c, CATEGORY_COLOURS[c]) for c in CATEGORIES], 20, 14)
     for i, s in enumerate(sources):

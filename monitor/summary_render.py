@@ -239,9 +239,17 @@ def model_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def more_line(summary: Summary) -> str | None:
-    hidden = len(summary.sources) - TOP_SOURCES
-    return f"... and {count(hidden)} more sources (--format json lists them all)" if hidden > 0 else None
+def more_line(summary: Summary, *, cli_hint: bool = False) -> str | None:
+    """The line under a sources table cut at TOP_SOURCES: how many are left out, and how many of them are
+    unknown. `cli_hint` (the terminal only: not in a mail or a chat message) says how to see them all."""
+    hidden = summary.sources[TOP_SOURCES:]
+    if not hidden:
+        return None
+    unknown = sum(1 for s in hidden if s.status == "unknown")
+    line = f"... and {count(len(hidden))} more sources" + (
+        f", {count(unknown)} of them unknown" if unknown else ""
+    )
+    return line + (" (--format json lists them all)" if cli_hint else "")
 
 
 # --- text (rich) ------------------------------------------------------------------------------------------
@@ -280,7 +288,7 @@ def text_renderables(summary: Summary) -> list[RenderableType]:
     out += [totals, Text("")]
 
     sources = _table(
-        "Sources (by requests)",
+        "Sources (unknown first, then by requests)",
         [
             ("source", "fold"),
             ("status", "left"),
@@ -306,7 +314,7 @@ def text_renderables(summary: Summary) -> list[RenderableType]:
             short_stamp(s.last_seen),
         )
     out.append(sources if summary.sources else Text("No requests in this period."))
-    if (more := more_line(summary)) is not None:
+    if (more := more_line(summary, cli_hint=True)) is not None:
         out.append(Text(more))
     out.append(Text(""))
 

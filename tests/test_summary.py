@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from monitor import simulate, summary
 from monitor.endpoints import classify
 from monitor.errors import MonitorError
 from monitor.known import KnownSources
+from monitor.sanitize import neutralise
 from monitor.store import Store
 from monitor.summary_render import render
 from tests.conftest import assert_no_traceback, isolated_env, write_config
@@ -102,7 +104,8 @@ def test_figures_match_an_independent_count(
     assert s.totals.sources == len(per_ip)
     assert s.totals.inference == sum(c["inference"] for c in per_ip.values())
     assert s.totals.errors == sum(c["errors"] for c in per_ip.values())
-    assert [src.requests for src in s.sources] == sorted((src.requests for src in s.sources), reverse=True)
+    order = [(src.status != "unknown", -src.requests) for src in s.sources]  # unknown first, then busiest
+    assert order == sorted(order)
     for src in s.sources:
         c = per_ip[src.client_ip]
         assert (src.requests, src.inference, src.enumeration, src.management, src.bytes_sent) == (
@@ -151,12 +154,56 @@ def test_alerts_and_model_state(week_summary: summary.Summary) -> None:
         "anomaly",
         "unknown-source",
         "scanner-probe",
-        "recon-sequence",
+        "unknown-source",
     ]  # oldest first, week only
     assert week_summary.alerts[2].details == {"probes": 400}
     model = week_summary.model
     assert model.present and model.file == "detector-2026-03-08.json"  # the newest of two
     assert model.metadata["windows"] == 4210 and "features" not in model.metadata
+
+
+def test_unknown_sources_come_first_in_every_rendering(week_summary: summary.Summary) -> None:
+    """Regression: sources were sorted by requests alone, so a quiet unknown source sat below the 25 busy
+    known ones (out of every table, out of the chart) and only `--format json` listed it."""
+    statuses = [s.status for s in week_summary.sources]
+    unknown = [s.client_ip for s in week_summary.sources if s.status == "unknown"]
+    assert 0 < len(unknown) < len(statuses)
+    assert statuses == sorted(statuses, key=lambda st: st != "unknown")  # the data's own order
+    data = json.loads(render(week_summary, "json"))
+    assert [s["status"] for s in data["sources"]] == statuses
+    first = week_summary.sources[0]
+    assert first.status == "unknown"
+    # The first row of each sources table is that unknown source.
+    text = render(week_summary, "text").split("Sources (", 1)[1]
+    first_row = text.splitlines()[3]
+    assert first_row.startswith(first.client_ip) and " unknown " in first_row, first_row
+    markdown = render(week_summary, "markdown").split("## Sources", 1)[1]
+    assert markdown.splitlines()[4].startswith(f"| {first.client_ip}"), markdown[:600]
+    html = render(week_summary, "html")
+    table = html.split("<h2>Sources", 1)[1].split("</table>", 1)[0]
+    row = table.split("<tbody><tr>", 1)[1].split("</tr>", 1)[0]
+    assert first.client_ip in row and ">unknown</span>" in row, row
+    chart = html.split('id="chart-sources"', 1)[1].split("</svg>", 1)[0]
+    assert f">{first.client_ip}" in chart
+    digest_ips = [s.client_ip for s in week_summary.sources[:5]]
+    assert digest_ips[0] in unknown
+    # A hint to a command line has no place in a mail or a chat message; the terminal keeps it.
+    assert "--format json" not in html and "--format json" not in render(week_summary, "markdown")
+    if len(statuses) > 25:
+        assert "--format json lists them all" in render(week_summary, "text")
+
+
+def test_html_shows_whole_alert_bodies_line_by_line(week_summary: summary.Summary) -> None:
+    """Regression: the HTML printed each alert's newlines as a literal `\\n` and cut the body at 400
+    characters, losing the alert's `Why:` and `Next:` advice."""
+    from tests.test_summary_week import WAVE_MESSAGE
+
+    assert "\n" in WAVE_MESSAGE and len(WAVE_MESSAGE) > 400
+    html = render(week_summary, "html")
+    alerts = html.split("<h2>Alerts and anomalies", 1)[1].split("</table>", 1)[0]
+    assert "\\n" not in alerts
+    shown = [html_escape(neutralise(line)) for line in WAVE_MESSAGE.splitlines()]
+    assert "<br>".join(shown) in alerts  # every line, whole, one after the other
 
 
 def test_json_schema(week_summary: summary.Summary) -> None:
@@ -291,7 +338,9 @@ def test_cli_text_and_bad_input(tmp_path: Path, summary_week: Week) -> None:
     proc = _run(tmp_path, summary_week, "--since", "2026-03-09")
     assert proc.returncode == 0, proc.stderr
     assert (
-        "Ollama usage summary" in proc.stdout and "open-webui" in proc.stdout and "\x1b[2J" not in proc.stdout
+        "Ollama usage summary" in proc.stdout
+        and "(--format json lists them all)" in proc.stdout  # the terminal keeps the hint
+        and "\x1b[2J" not in proc.stdout
     )
     bad = _run(tmp_path, summary_week, "--days", "0")
     assert bad.returncode == 2 and "--days" in bad.stderr

@@ -20,6 +20,7 @@ from sqlalchemy import insert
 from monitor import simulate
 from monitor.config import Settings
 from monitor.records import Request
+from monitor.rules_text import wave_text
 from monitor.store import Store, schema
 
 START = simulate.DEFAULT_START  # Monday 2026-03-02
@@ -57,6 +58,16 @@ def hostile_events() -> list[simulate.Event]:
     return out
 
 
+# A wave alert as the rules write it: several lines, over 400 characters (the HTML once cut it there).
+WAVE_IPS = tuple(f"45.83.0.{i}" for i in range(10, 70))
+WAVE_TITLE, WAVE_MESSAGE = wave_text(
+    WAVE_IPS,
+    120,
+    ["nginx"],
+    WEEK + timedelta(days=3, hours=16, minutes=41),
+    WEEK + timedelta(days=3, hours=16, minutes=45),
+)
+
 ALERTS = [
     (
         WEEK + timedelta(days=1, hours=2, minutes=41),
@@ -78,12 +89,12 @@ ALERTS = [
     ),
     (
         WEEK + timedelta(days=3, hours=16, minutes=45),
-        "recon-sequence",
+        "unknown-source",
         "warning",
-        ["45.83.0.10", "45.83.0.11"],
-        "60 unknown sources swept / and /api/tags",
-        "A wave of 60 addresses from 45.83.0.0/16 listed the models.",
-        {},
+        list(WAVE_IPS),
+        WAVE_TITLE,
+        WAVE_MESSAGE,
+        {"reason": "wave", "sources": len(WAVE_IPS)},
     ),
     (
         WEEK + timedelta(hours=3),
