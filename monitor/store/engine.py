@@ -208,7 +208,8 @@ class DaemonLock:
         raise StoreError(
             f"{self.replaced_note}; this database has no checkpoints, so following would skip the lines "
             "logged since",
-            hint=f"run `ollama-monitor ingest` on each source's log to recover them, then delete {self.lock_path}",
+            hint=f"put the database back (it is followed on from its checkpoints), or `ollama-monitor ingest` each "
+            f"source's log into this one, then start again; or delete {self.lock_path} to start at the end of every log",
         )
 
     def check(self) -> None:
@@ -232,8 +233,17 @@ class DaemonLock:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
         if self._pg is not None:
-            self._pg.close()
-            self._pg = None
+            from sqlalchemy import text
+
+            # Unlock explicitly: close() only returns the connection to the pool, which keeps a
+            # session-level advisory lock held.
+            try:
+                self._pg.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.PG_KEY})
+                self._pg.commit()
+            finally:
+                self._pg.invalidate()
+                self._pg.close()
+                self._pg = None
 
     def _write(self, data: dict[str, Any]) -> None:
         import json
