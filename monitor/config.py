@@ -254,6 +254,7 @@ class RuleSettings(_Section):
 class DetectorSettings(_Section):
     model_dir: str = Field(
         default_factory=default_model_dir,
+        min_length=1,
         description="Where trained models are saved (default: the state directory's models/; a relative "
         "path is relative to the config file).",
     )

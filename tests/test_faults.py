@@ -55,7 +55,7 @@ def _read_only(path: Path) -> Iterator[None]:
 
 # --- the database: each case broken once, every command one line and exit 73 -----------------------
 
-COMMANDS = (("status",), ("sources", "list"), ("ingest", "LOG"), ("summary", "--format", "text"))
+COMMANDS = (("status",), ("sources", "list"), ("ingest", "LOG"), ("summary", "--format", "text"), ("run",))
 
 
 def _corrupt(db: Path) -> None:
@@ -96,12 +96,13 @@ def test_damaged_database_is_one_line_and_73_for_every_command(
     db = tmp_path / "m.db"
     log = tmp_path / "access.log"
     log.write_text(CORPUS_LINE, encoding="utf-8")
-    cfg = _config(tmp_path, db)
-    assert cli("--config", str(cfg), "status").returncode == 0
+    cfg = _config(tmp_path, db, f'[[sources]]\nname = "nginx"\npath = "{log}"\nformat = "nginx"\n')
+    created = cli("--config", str(cfg), "status")  # creates the database (exit 3: never run)
+    assert db.is_file() and "Traceback" not in created.stderr, created.stderr
     damage(db)
     for command in COMMANDS:
         args = [str(log) if a == "LOG" else a for a in command]
-        proc = cli("--config", str(cfg), *args)
+        proc = cli("--config", str(cfg), *args, timeout=60)  # `run` too: it stops at once
         assert proc.returncode == 73, (command, proc.stderr)
         assert words in _one_error_line(proc), proc.stderr
     if damage is _foreign:  # nothing was created in someone else's database
