@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, ambiguous_userinfo, redact_alert_url, redact_database_url
 
 FORMATS = ("auto", "ollama", "nginx", "apache", "caddy", "traefik", "haproxy")
 RULE_IDS = (
@@ -50,22 +50,63 @@ def default_database_url() -> str:
     return f"sqlite:///{state_dir() / 'monitor.db'}"
 
 
+def default_model_dir() -> str:
+    return str(state_dir() / "models")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real booleans, integers and strings; `poll_seconds = "2"` or
+    # `cooldown_minutes = true` is a mistake to report, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _check_networks(values: list[str]) -> list[str]:
     bad = []
+    host_bits = []
     for value in values:
         try:
             ipaddress.ip_network(value, strict=False)
         except ValueError:
             bad.append(value)
+            continue
+        try:
+            ipaddress.ip_network(value)
+        except ValueError:  # host bits set: 10.0.0.1/8
+            meant = ipaddress.ip_network(value, strict=False)
+            one = ipaddress.ip_interface(value).ip
+            host_bits.append(f"{value!r} has host bits set (did you mean '{meant}', or '{one}' alone?)")
+    problems = []
     if bad:
-        raise ValueError(
-            f"not an IP address or CIDR network: {', '.join(map(repr, bad))} (e.g. '10.0.0.0/8')"
-        )
+        problems.append(f"not an IP address or CIDR network: {', '.join(map(repr, bad))} (e.g. '10.0.0.0/8')")
+    problems.extend(host_bits)
+    if problems:
+        raise ValueError("; ".join(problems))
     return values
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def check_database_url(value: str) -> str:
+    """Reject what SQLAlchemy would misread or the store cannot use, with the URL it probably meant."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        raise ValueError("needs a scheme, e.g. 'sqlite:////var/lib/ollama-monitor/monitor.db'")
+    dialect = scheme.split("+", 1)[0].lower()
+    if dialect not in DATABASE_SCHEMES:
+        raise ValueError(
+            f"unsupported database {scheme!r}: use sqlite:////absolute/path.db or postgresql://user@host/db"
+        )
+    ambiguous = ambiguous_userinfo(value)
+    if ambiguous:
+        raise ValueError(f"{redact_database_url(value)!r}: {ambiguous}")
+    if dialect == "sqlite" and rest and not rest.startswith("/"):
+        raise ValueError(
+            f"{redact_database_url(value)!r} names a host, which SQLite has none of: "
+            f"a file takes three slashes (sqlite:///{rest} is relative to the working directory, "
+            f"sqlite:////var/lib/ollama-monitor/{rest} is absolute)"
+        )
+    return value
 
 
 class DatabaseSettings(_Section):
@@ -76,10 +117,8 @@ class DatabaseSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _url_has_scheme(cls, value: str) -> str:
-        if "://" not in value:
-            raise ValueError("needs a scheme, e.g. 'sqlite:////var/lib/ollama-monitor/monitor.db'")
-        return value
+    def _usable_url(cls, value: str) -> str:
+        return check_database_url(value)
 
 
 class JsonFields(_Section):
@@ -110,12 +149,24 @@ class SourceSettings(_Section):
     )
     watch: Literal["auto", "inotify", "poll"] = "auto"
     start_at: Literal["end", "beginning"] = "end"
-    docker: bool = Field(default=False, description="Lines are Docker json-file records (auto-detected too).")
     json_fields: JsonFields = Field(default_factory=JsonFields)
     proxy: bool | None = Field(
         default=None,
         description="This source is a reverse proxy in front of Ollama (default: true for the proxy formats, false for ollama and auto).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_docker(cls, data: Any) -> Any:
+        # `docker` never did anything: Docker json-file records are recognised on every line. The key
+        # is still accepted (as a boolean) so that existing files keep loading; it has no effect.
+        if isinstance(data, dict) and "docker" in data:
+            data = dict(data)
+            if not isinstance(data.pop("docker"), bool):
+                raise ValueError(
+                    "docker: must be true or false (and it can go: Docker records are detected on every line)"
+                )
+        return data
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -202,7 +253,10 @@ class RuleSettings(_Section):
 
 class DetectorSettings(_Section):
     model_dir: str = Field(
-        default="models", description="Where trained models are saved (relative to the working dir)."
+        default_factory=default_model_dir,
+        min_length=1,
+        description="Where trained models are saved (default: the state directory's models/; a relative "
+        "path is relative to the config file).",
     )
     window_minutes: int = Field(default=60, ge=5, le=1440, description="Feature window length.")
     history_days: int = Field(default=14, ge=1, description="Trailing history used for training.")
@@ -331,10 +385,12 @@ _HINTS = {
 }
 
 
-def validate(data: Mapping[str, Any], origin: str = "<config>") -> Settings:
-    """Given parsed TOML, return Settings; raise ConfigError listing every problem with its key path."""
+def validate(data: Mapping[str, Any], origin: str = "<config>", base: Path | None = None) -> Settings:
+    """Given parsed TOML, return Settings; raise ConfigError listing every problem with its key path.
+
+    `base` is the directory a relative `[detector] model_dir` is taken from (the config file's)."""
     try:
-        return Settings.model_validate(dict(data))
+        settings = Settings.model_validate(dict(data))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -343,8 +399,27 @@ def validate(data: Mapping[str, Any], origin: str = "<config>") -> Settings:
             hint = _HINTS.get(err["type"])
             if err["type"] == "literal_error":
                 msg = f"{msg} (got {err.get('input')!r})"
+            if err["type"] in _STRICT_TYPES:
+                msg = f"{msg} (got {err.get('input')!r}; TOML values are not converted)"
             problems.append(f"{path}: {msg}" + (f" ({hint})" if hint and hint not in msg else ""))
         raise ConfigError(f"{origin}: invalid configuration ({len(problems)} problem(s))", problems) from None
+    return with_model_dir(settings, base)
+
+
+_STRICT_TYPES = ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type")
+
+
+def with_model_dir(settings: Settings, base: Path | None) -> Settings:
+    """Resolve `[detector] model_dir` once: a relative path is relative to `base` (the config file's
+    directory), so `train` and `status` run from different directories use the same models."""
+    folder = Path(settings.detector.model_dir).expanduser()
+    if folder.is_absolute() or base is None:
+        if str(folder) == settings.detector.model_dir:
+            return settings
+    else:
+        folder = Path(os.path.abspath(base / folder))
+    detector = settings.detector.model_copy(update={"model_dir": str(folder)})
+    return settings.model_copy(update={"detector": detector})
 
 
 def parse_toml(text: str, origin: str) -> dict[str, Any]:
@@ -353,6 +428,12 @@ def parse_toml(text: str, origin: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{origin}: not valid TOML", [f"(syntax): {exc}"], hint="check quoting and brackets"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{origin}: not a usable config",
+            ["(syntax): tables or arrays nested too deeply to read"],
+            hint="a monitor config nests three levels at most",
         ) from None
 
 
@@ -375,37 +456,32 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
-def load(explicit: str | os.PathLike[str] | None = None) -> tuple[Settings, str]:
-    """Find, read and validate the configuration. Return (settings, origin)."""
+def read(explicit: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any] | None, Path | None]:
+    """Find and parse the configuration file: (its TOML data, its path), or (None, None) for none."""
     path = find_config(explicit)
     if path is None:
-        return Settings(), "<embedded default>"
+        return None, None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config", [f"(file): {exc}"]) from None
-    return validate(parse_toml(text, str(path)), str(path)), str(path)
+    return parse_toml(text, str(path)), path
+
+
+def load(explicit: str | os.PathLike[str] | None = None) -> tuple[Settings, str]:
+    """Find, read and validate the configuration. Return (settings, origin)."""
+    data, path = read(explicit)
+    if data is None or path is None:
+        return Settings(), "<embedded default>"
+    return validate(data, str(path), Path(os.path.abspath(path)).parent), str(path)
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
     """Return the effective settings as plain data with secrets (alert URLs, DB passwords) masked."""
     data = settings.model_dump(mode="json")
-    data["alerts"]["urls"] = [_redact_url(u) for u in data["alerts"]["urls"]]
-    data["database"]["url"] = _redact_url(data["database"]["url"], keep_path=True)
+    data["alerts"]["urls"] = [redact_alert_url(u) for u in data["alerts"]["urls"]]
+    data["database"]["url"] = redact_database_url(data["database"]["url"])
     return data
-
-
-def _redact_url(url: str, keep_path: bool = False) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***"
-    if keep_path:
-        if "@" in rest.split("/", 1)[0]:
-            userinfo, host = rest.split("@", 1)
-            user = userinfo.split(":", 1)[0]
-            return f"{scheme}://{user}:***@{host}"
-        return url
-    return f"{scheme}://***"
 
 
 def tzinfo_for(name: str) -> Any:

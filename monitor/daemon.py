@@ -32,7 +32,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from monitor.config import Settings, SourceSettings
-from monitor.errors import MonitorError, StoreError
+from monitor.errors import DatabaseReplaced, MonitorError, StoreError, database_error
 from monitor.records import Request
 from monitor.sources import Follower, commit, make_follower
 
@@ -67,6 +67,7 @@ class Daemon:
         tick: Tick | None = None,
         follower_factory: FollowerFactory = make_follower,
         now: Callable[[], datetime] = _utcnow,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,6 +85,11 @@ class Daemon:
         os.set_blocking(self._wake_w, False)
         self._watcher: DirectoryWatcher | None = None
         self.stored_lines = 0  # lines committed since start (for status and tests)
+        # Called before every commit and every tick; raises DatabaseReplaced when the database is not
+        # the one we opened (see monitor.store.engine.DaemonLock.check): the daemon then stops.
+        self._guard = guard
+        self.fatal: StoreError | None = None
+        self._logged: dict[str, float] = {}  # message -> when last logged (repeats once a minute)
 
     # --- control (safe from signal handlers and other threads) -------------------------------------------
     def wake(self) -> None:
@@ -100,7 +106,7 @@ class Daemon:
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> int:
-        """Run until stopped; return the exit status (0)."""
+        """Run until stopped; return the exit status (0; 73 when the database was lost under us)."""
         previous = self._install_signals()
         try:
             self._apply_sources(self.settings.sources)
@@ -124,6 +130,8 @@ class Daemon:
         finally:
             self.close()
             self._restore_signals(previous)
+        if self.fatal is not None:  # the caller reports it (the CLI: one error line, exit 73)
+            return self.fatal.exit_code
         log.info("stopped after storing %d line(s)", self.stored_lines)
         return 0
 
@@ -143,19 +151,36 @@ class Daemon:
         try:
             batches = follower.read(budget)
             for batch in batches:
+                if self._guard is not None:
+                    self._guard()
                 commit(self.store, batch)
                 self.stored_lines += batch.lines
                 if batch.parsed and self.on_stored is not None:
                     self._call_hook(follower.source, batch.requests)
-        except StoreError as exc:
-            log.error("source %s: %s; retrying in %.0f s", name, exc, ERROR_BACKOFF_SECONDS)
-            self._failed(name, follower)
+        except DatabaseReplaced as exc:
+            self._lost(exc)
             return False
-        except Exception:  # noqa: BLE001 - one broken source must not stop the others
-            log.exception("source %s: unexpected error; retrying in %.0f s", name, ERROR_BACKOFF_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - one broken source must not stop the others
+            store_error = database_error(exc)
+            if store_error is not None:  # one line, not a traceback: the database is the problem
+                self._log_once(f"source {name}: {store_error}; retrying in {ERROR_BACKOFF_SECONDS:.0f} s")
+            else:
+                log.exception("source %s: unexpected error; retrying in %.0f s", name, ERROR_BACKOFF_SECONDS)
             self._failed(name, follower)
             return False
         return follower.more
+
+    def _lost(self, exc: StoreError) -> None:
+        """The database is gone: stop now, committing nothing more (what was read stays in the log)."""
+        self.fatal = exc
+        self.request_stop()
+
+    def _log_once(self, message: str, every: float = 60.0) -> None:
+        """Log an error line, but the same line at most once a minute (a full disk fails every tick)."""
+        mono = time.monotonic()
+        if mono - self._logged.get(message, -every) >= every:
+            self._logged[message] = mono
+            log.error("%s", message)
 
     def _failed(self, name: str, follower: Follower) -> None:
         self._retry_at[name] = time.monotonic() + ERROR_BACKOFF_SECONDS
@@ -169,8 +194,12 @@ class Daemon:
         assert self.on_stored is not None
         try:
             self.on_stored(source, requests, self._now())
-        except Exception:  # noqa: BLE001 - the rows are stored; a hook bug must not stop ingestion
-            log.exception("on_stored hook failed for source %s", source.name)
+        except Exception as exc:  # noqa: BLE001 - the rows are stored; a hook bug must not stop ingestion
+            store_error = database_error(exc)
+            if store_error is not None:
+                self._log_once(f"source {source.name}: rules and alerts: {store_error}")
+            else:
+                log.exception("on_stored hook failed for source %s", source.name)
 
     def _run_tick(self) -> None:
         if self._watcher is not None:
@@ -178,11 +207,21 @@ class Daemon:
                 self._watcher.ensure_running()
             except Exception:  # noqa: BLE001
                 log.exception("file-event watcher supervision failed; polling continues")
+        if self._guard is not None:
+            try:
+                self._guard()
+            except DatabaseReplaced as exc:
+                self._lost(exc)
+                return
         if self.tick is not None:
             try:
                 self.tick(self._now())
-            except Exception:  # noqa: BLE001
-                log.exception("tick hook failed")
+            except Exception as exc:  # noqa: BLE001
+                store_error = database_error(exc)
+                if store_error is not None:  # e.g. the heartbeat on a full disk: one line, not a traceback
+                    self._log_once(f"heartbeat and housekeeping: {store_error}")
+                else:
+                    log.exception("tick hook failed")
 
     def _wait(self, timeout: float) -> None:
         fds = [self._wake_r]

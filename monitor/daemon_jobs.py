@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Settings, SourceSettings
+from monitor.errors import database_error
 from monitor.known import KnownSources
 from monitor.records import Notification, Request
 from monitor.systemd import Notifier
@@ -41,6 +42,19 @@ PRUNE_EVERY = timedelta(hours=1)
 DELIVERY_POLL_SECONDS = 5.0
 
 Echo = Callable[[Notification], None]
+
+
+def _log_failure(what: str) -> None:
+    """Log a failed job: a database error (a full disk, a damaged file) as one line, anything else (a
+    bug) with its traceback. Call from an `except` block."""
+    import sys
+
+    exc = sys.exc_info()[1]
+    store_error = database_error(exc) if exc is not None else None
+    if store_error is not None:
+        log.error("%s: %s", what, store_error)
+    else:
+        log.exception(what)
 
 
 class Jobs:
@@ -90,14 +104,23 @@ class Jobs:
         self._delivery.start()
         self.store.set_meta("daemon.pid", str(os.getpid()))
 
-    def stop(self) -> None:
+    def stop(self, record: bool = True) -> None:
+        """Stop delivery and record the stop. `record=False` when the database is gone: writing to the
+        path then would only create a fresh file there."""
         self.notifier.stopping()
+        if not record:
+            self._delivery_stop.set()
+            self._delivery_wake.set()
+            if self._delivery is not None:
+                self._delivery.join(timeout=3.0)
+            self.notifier.close()
+            return
         try:
             # Release what a digest still holds: queued in the outbox now, delivered at the next start
             # (or by `alerts retry`) if the delivery thread has no time left for it.
             self._release_held()
         except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
-            log.exception("could not release held alerts")
+            _log_failure("could not release held alerts")
         self._delivery_stop.set()
         self._delivery_wake.set()
         if self._delivery is not None:
@@ -105,7 +128,7 @@ class Jobs:
         try:
             self.store.set_meta("daemon.stopped_at", self.clock().isoformat())
         except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
-            log.exception("could not record the stop")
+            _log_failure("could not record the stop")
         self.notifier.close()
 
     def deliver_now(self, budget_seconds: float = 20.0) -> int:
@@ -235,7 +258,7 @@ class Jobs:
                 now - timedelta(days=r.requests_days), now - timedelta(days=r.windows_days)
             )
         except Exception:  # noqa: BLE001 - retention is housekeeping; the next hour tries again
-            log.exception("pruning old rows failed")
+            _log_failure("pruning old rows failed")
             return
         if any(counts.values()):
             log.info("pruned old rows: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
@@ -254,7 +277,7 @@ class Jobs:
                 # thread past this pass (monitor.delivery), so the others are served every pass.
                 attempts: list[Any] = outbox.deliver(wait_seconds=1.0)
             except Exception:  # noqa: BLE001 - a delivery bug must not kill the thread; rows stay pending
-                log.exception("delivering notifications failed; they stay pending")
+                _log_failure("delivering notifications failed; they stay pending")
                 continue
             failed = [a for a in attempts if not a.ok]
             if failed:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +76,7 @@ def file_fingerprint(path: Path) -> str | None:
     with open_log(path) as fh:
         try:
             head = fh.read(FINGERPRINT_BYTES)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise SourceError(f"{path}: cannot read: {exc}") from None
     prefix = identity_prefix(head)
     return None if prefix is None else fingerprint_of(prefix)
@@ -85,7 +87,9 @@ def looks_binary(path: Path) -> bool:
     with open_log(path) as fh:
         try:
             head = fh.read(8192)
-        except (OSError, EOFError):
+        except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+            raise SourceError(f"{path}: corrupt compressed data ({exc})") from None
+        except OSError:
             return True
     if not head:
         return False
@@ -155,16 +159,25 @@ def context_for(source: SourceSettings | None) -> parsers.ParseContext:
 
 def source_for_path(settings: Settings, path: Path) -> SourceSettings | None:
     """Return the configured source a file belongs to: its path, or a rotated sibling of it."""
-    resolved = str(path.resolve())
+    resolved = _resolved(path)
     best: SourceSettings | None = None
     for src in settings.sources:
         if not src.path:
             continue
-        base = str(Path(src.path).resolve())
+        base = _resolved(Path(src.path))
         related = resolved == base or resolved.startswith((base + ".", base + "-"))
         if related and (best is None or len(str(best.path)) < len(base)):
             best = src
     return best
+
+
+def _resolved(path: Path) -> str:
+    """The real path, or the absolute one for a symlink loop (Python 3.11's resolve() raises
+    RuntimeError there): a configured source that loops must not break every `check` and `ingest`."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
 
 
 def check_file(
@@ -193,7 +206,7 @@ def check_file(
         report.format = decoder.detected
     except SourceError as exc:
         report.error = str(exc)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         report.error = f"{path}: cannot read: {exc}"
     report.seconds = time.perf_counter() - start
     return report
@@ -244,7 +257,7 @@ def ingest_file(
         report.bytes_read = position - report.resumed_at
     except SourceError as exc:
         report.error = str(exc)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         report.error = f"{path}: cannot read: {exc}"
     report.seconds = time.perf_counter() - start
     return report

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import gzip
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -159,7 +159,7 @@ def _parse_worker(out: IO[bytes], job: ParseJob) -> None:
         return  # the parent stopped listening: it is shutting down or failed to write
     except SourceError as exc:
         _send_error(out, str(exc))
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         _send_error(out, f"{job.path}: cannot read: {exc}")
     except Exception as exc:  # a bug: say what, rather than leave the parent with a bare EOF
         _send_error(out, f"{job.path}: the parse worker failed: {type(exc).__name__}: {exc}")

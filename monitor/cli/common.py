@@ -6,6 +6,7 @@ subclasses; `run_guarded` turns them (and a few OS errors) into `ollama-monitor:
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import click
 from rich.console import Console
 
 from monitor import config as config_mod
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, SourceError, database_error
 
 T = TypeVar("T")
 
@@ -74,4 +75,15 @@ def run_guarded(err: Console, fn: Callable[[], T]) -> T:
     except PermissionError as exc:
         sys.exit(error_exit(err, MonitorError(f"permission denied: {exc.filename or exc}")))
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            sys.exit(error_exit(err, SourceError(f"{exc.filename or 'a path'}: a symlink loop")))
         sys.exit(error_exit(err, MonitorError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))))
+    except RuntimeError as exc:
+        if str(exc).startswith("Symlink loop from"):  # Python 3.11's Path.resolve()
+            sys.exit(error_exit(err, SourceError(f"{str(exc).split(' from ', 1)[1]}: a symlink loop")))
+        raise
+    except Exception as exc:
+        store_error = database_error(exc)
+        if store_error is None:
+            raise
+        sys.exit(error_exit(err, store_error))

@@ -69,9 +69,14 @@ def run(env: Env, log_level: str) -> None:
     def load() -> config_mod.Settings:
         return config_mod.load(config_path)[0]
 
+    from monitor.store.engine import DaemonLock
+
+    lock = DaemonLock(store.engine)
     try:
+        lock.acquire()  # a second daemon on this database stops here (exit 73)
+        lock.refuse_if_replaced(bool(store.checkpoints()))
         jobs = Jobs(settings, store)
-        daemon = Daemon(settings, store, load_settings=load, on_stored=jobs.on_stored)
+        daemon = Daemon(settings, store, load_settings=load, on_stored=jobs.on_stored, guard=lock.check)
 
         def tick(now: datetime) -> None:
             if daemon.settings is not jobs.settings:  # a SIGHUP reloaded the configuration
@@ -84,8 +89,11 @@ def run(env: Env, log_level: str) -> None:
         try:
             code = daemon.run()
         finally:
-            jobs.stop()
+            jobs.stop(record=daemon.fatal is None)
+        if daemon.fatal is not None:
+            raise daemon.fatal  # one line on stderr and its exit status, as for every command
     finally:
+        lock.release()
         store.close()
     sys.exit(code)
 

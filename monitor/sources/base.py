@@ -36,9 +36,8 @@ DecoderFactory = Callable[[SourceSettings], Decoder]
 
 
 def default_decoder(source: SourceSettings) -> Decoder:
-    """Build the project's LineDecoder for a source (format, time zone, trusted proxies, docker)."""
-    import inspect
-
+    """Build the project's LineDecoder for a source (format, time zone, trusted proxies). Docker
+    json-file records need no option: the decoder recognises them (and every other wrapper) per line."""
     from monitor.parsers.decoder import LineDecoder
 
     ctx = parsers.ParseContext.build(
@@ -46,9 +45,6 @@ def default_decoder(source: SourceSettings) -> Decoder:
         trusted_proxies=source.trusted_proxies,
         json_fields=source.json_fields.model_dump(),
     )
-    # The decoder is being extended in parallel; pass `docker` only once it accepts it.
-    if "docker" in inspect.signature(LineDecoder).parameters:
-        return LineDecoder(source.format, ctx, docker=source.docker)  # type: ignore[call-arg]
     return LineDecoder(source.format, ctx)
 
 

@@ -78,11 +78,11 @@ class Store:
         except OperationalError as exc:
             engine.dispose()
             raise StoreError(
-                f"cannot open database {safe_url(url)}: {short_error(exc)}", hint=hint_for(url)
+                f"cannot open database {safe_url(url)}: {short_error(exc, url)}", hint=hint_for(url)
             ) from None
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise StoreError(f"database error on {safe_url(url)}: {short_error(exc)}") from None
+            raise StoreError(f"database error on {safe_url(url)}: {short_error(exc, url)}") from None
         return store
 
     def close(self) -> None:
@@ -95,23 +95,28 @@ class Store:
         self.close()
 
     def _create_or_migrate(self) -> None:
-        from monitor.store.migrations import migrate
+        from monitor.store.migrations import check_columns, migrate, parse_version, refuse_foreign
 
         with self.engine.begin() as conn:
+            refuse_foreign(conn, set(metadata.tables))
             metadata.create_all(conn)
             current = conn.execute(
                 select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
             ).scalar()
+            if current is not None:
+                current = parse_version(current)
+            if current is None or current == SCHEMA_VERSION:
+                check_columns(conn, metadata)
             if current is None:
                 conn.execute(insert(schema.meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(current) < SCHEMA_VERSION:
-                migrate(conn, int(current))
+            elif current < SCHEMA_VERSION:
+                migrate(conn, current)
                 conn.execute(
                     update(schema.meta)
                     .where(schema.meta.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
                 )
-            elif int(current) > SCHEMA_VERSION:
+            elif current > SCHEMA_VERSION:
                 raise StoreError(
                     f"the database has schema version {current}, newer than this ollama-monitor ({SCHEMA_VERSION})",
                     hint="upgrade ollama-monitor",
