@@ -56,12 +56,15 @@ AGENTS = [
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def generate(path: Path, n: int, seed: int = 1) -> None:
-    rng = random.Random(seed)
-    clients = [str(ipaddress.IPv4Address(0x0A000000 + rng.randrange(1 << 20))) for _ in range(1800)]
-    clients += [str(ipaddress.IPv6Address((0x20010DB8 << 96) + rng.randrange(1 << 64))) for _ in range(200)]
+def generate(path: Path, n: int, seed: int = 1, start: datetime | None = None) -> None:
+    """Write `n` lines spread evenly over the 7 days from `start`. The ~2,000 clients are the same for
+    every seed (so weekly files share their sources); `seed` draws the traffic."""
+    pick = random.Random(1)
+    clients = [str(ipaddress.IPv4Address(0x0A000000 + pick.randrange(1 << 20))) for _ in range(1800)]
+    clients += [str(ipaddress.IPv6Address((0x20010DB8 << 96) + pick.randrange(1 << 64))) for _ in range(200)]
+    rng = random.Random(seed) if seed != 1 else pick
     weights = [1.0 / (i + 1) for i in range(len(clients))]
-    start = datetime(2025, 3, 1, tzinfo=UTC)
+    start = start or datetime(2025, 3, 1, tzinfo=UTC)
     step = timedelta(days=7) / n
     chosen = rng.choices(clients, weights=weights, k=n)
     with path.open("w", encoding="utf-8") as fh:
