@@ -23,8 +23,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from monitor.errors import StoreError
 from monitor.records import Checkpoint, Request
 from monitor.store import schema
-from monitor.store.engine import hint_for, make_engine, safe_url, short_error
 from monitor.store.dictionary import Dictionaries
+from monitor.store.engine import hint_for, make_engine, safe_url, short_error
 from monitor.store.rows import SqliteRows, sqlite_rows
 from monitor.store.schema import SCHEMA_VERSION, metadata
 

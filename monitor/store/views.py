@@ -8,6 +8,7 @@ min/max of two values), which `dialect` selects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
