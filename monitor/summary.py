@@ -85,9 +85,21 @@ def load_requests(store: Store, since: datetime, until: datetime) -> pd.DataFram
     """Return the period's requests as a frame: ts (datetime64 UTC), client_ip, method, path, status,
     latency_ms, bytes_sent."""
     with q.requests_source(store, since, until) as (conn, query, params):
-        frame = pd.read_sql(query, conn, params=params)
-    # SQLite hands timestamps back as text; one vectorised parse is far cheaper than parse_dates' fallback.
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+        stored = pd.read_sql(query, conn, params=params)
+    # Decode the dictionary ids once per distinct value; rows share the decoded strings.
+    ips = q.client_names(store)
+    endpoints = q.endpoint_names(store, stored["endpoint_id"].unique())
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(stored["ts"].astype("int64"), unit="us", utc=True),
+            "client_ip": stored["client_id"].map(ips),
+            "method": stored["endpoint_id"].map({k: v[0] for k, v in endpoints.items()}),
+            "path": stored["endpoint_id"].map({k: v[1] for k, v in endpoints.items()}),
+            "status": stored["status"],
+            "latency_ms": stored["latency_ms"],
+            "bytes_sent": stored["bytes_sent"],
+        }
+    )
     return frame
 
 
@@ -277,24 +289,13 @@ def _endpoints(
 
 
 def _previous_totals(store: Store, since: datetime, until: datetime) -> Totals:
-    """Totals of the period before, aggregated by the database (no rows are loaded)."""
-    rows = q.path_totals(store, since, until)
-    if not rows:
+    """Totals of the period before, from the rollups and the partial days' rows (no rows are loaded)."""
+    counts = q.period_counts(store, since, until)
+    if not counts["requests"]:
         return Totals()
-    by_cat = dict.fromkeys(CATEGORIES, 0)
-    requests = errors = size = 0
-    for method, path, n, e, b in rows:
-        by_cat[classify(method, path).value] += n
-        requests += n
-        errors += e
-        size += b
     return Totals(
-        requests=requests,
-        sources=q.distinct_clients(store, since, until),
-        **by_cat,
-        errors=errors,
-        error_rate=errors / requests if requests else 0.0,
-        bytes_sent=size,
+        **counts,
+        error_rate=counts["errors"] / counts["requests"],
     )
 
 

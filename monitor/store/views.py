@@ -96,7 +96,9 @@ def aggregate(conn: Connection, lo: int, hi: int) -> tuple[dict[Key, list[int]],
         tuple(int(v) for v in row[:3]): [int(v) for v in row[3:]]
         for row in conn.execute(text(_AGGREGATE), {"lo": lo, "hi": hi})
     }
-    hours = {(int(h), int(s)): int(n) for h, s, n in conn.execute(text(_HOURS), {"lo": lo, "hi": hi})}
+    hours: dict[Key, int] = {
+        (int(h), int(s)): int(n) for h, s, n in conn.execute(text(_HOURS), {"lo": lo, "hi": hi})
+    }
     return days, hours
 
 
