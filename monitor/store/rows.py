@@ -52,8 +52,8 @@ class SqliteRows:
 
 
 def sqlite_rows(source: str, file_id: int, parsed: Sequence[tuple[int, Request]]) -> SqliteRows:
-    """Build the rows of parsed lines. Lines of a busy log share timestamps (parsers reuse the
-    datetime object): each is converted once."""
+    """Build the rows of parsed lines. Lines of a busy log share timestamps (the same second, often
+    the same datetime object): each run of equal times is converted once."""
     del source  # the writer adds the source id
     base = file_id << LINE_OFFSET_BITS
     rows: list[Row] = []
@@ -65,7 +65,7 @@ def sqlite_rows(source: str, file_id: int, parsed: Sequence[tuple[int, Request]]
     bottom = parsed[0][0] if parsed else 0
     for off, r in parsed:
         ts = r.ts
-        if ts is not last:
+        if ts is not last and ts != last:
             key = ts_key(ts)
             last = ts
             if latest is None or ts > latest:

@@ -134,15 +134,27 @@ def apply(conn: Connection, days: dict[Key, list[int]], hours: dict[Key, int]) -
             f"INSERT INTO client_days ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
             f"ON CONFLICT (day, client_id, source_id) DO UPDATE SET {', '.join(sets)}"
         )
-        conn.execute(text(sql), [dict(zip(cols, (*k, *v), strict=True)) for k, v in days.items()])
+        _executemany(conn, sql, [(*k, *v) for k, v in days.items()], cols)
     if hours:
-        conn.execute(
-            text(
-                "INSERT INTO source_hours (hour, source_id, requests) VALUES (:h, :s, :n) "
-                "ON CONFLICT (hour, source_id) DO UPDATE SET requests = source_hours.requests + excluded.requests"
-            ),
-            [{"h": h, "s": s, "n": n} for (h, s), n in hours.items()],
+        _executemany(
+            conn,
+            "INSERT INTO source_hours (hour, source_id, requests) VALUES (:h, :s, :n) "
+            "ON CONFLICT (hour, source_id) DO UPDATE SET requests = source_hours.requests + excluded.requests",
+            [(h, s, n) for (h, s), n in hours.items()],
+            ("h", "s", "n"),
         )
+
+
+def _executemany(conn: Connection, sql: str, rows: list[tuple[int, ...]], names: Sequence[str]) -> None:
+    if conn.dialect.name == "sqlite":
+        # The raw cursor: SQLAlchemy's per-row parameter processing costs more than these upserts.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cur = raw.cursor()
+        cur.executemany(sql, [dict(zip(names, r, strict=True)) for r in rows])
+        cur.close()
+        return
+    conn.execute(text(sql), [dict(zip(names, r, strict=True)) for r in rows])
 
 
 def rebuild_rollups(conn: Connection, chunk_ids: Sequence[tuple[int, int]] | None = None) -> None:
