@@ -44,7 +44,7 @@ def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, 
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1, 2, 3):  # status exits 3 (daemon not running), audit 2 (findings)
         print(f"  ! {' '.join(argv[-3:])} exited {proc.returncode}: {err.strip()[-300:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
@@ -122,6 +122,7 @@ def main() -> None:
         "--keep", type=Path, help="work in this directory and keep it (reused if it holds a database)"
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter with ollama-monitor installed")
+    parser.add_argument("--skip", default="", help="commands not to time, comma-separated (e.g. train,score)")
     args = parser.parse_args()
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="om-bench-scale-"))
@@ -186,16 +187,31 @@ def main() -> None:
             "score --count 3": ["score", "--count", "3"],
         }
         sql = floors(compact, min(now, end))
-        print(f"{'command':18} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} | {'floor s':>8} {'ratio':>6}")
+        skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+        print(
+            f"{'command':18} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} | {'floor s':>8} {'CPU s':>8} "
+            f"{'wall/floor':>10} {'CPU/floor':>10}"
+        )
         for name, argv in commands.items():
+            if name.split()[0] in skip:
+                continue
             runs = [measure([*om, *argv], env) for _ in range(1 if name == "train" else args.repeat)]
             wall = statistics.median(r[0] for r in runs)
             cpu = statistics.median(r[1] for r in runs)
             rss = max(r[2] for r in runs)
-            floor = statistics.median(measure(["sqlite3", str(db), sql[name]])[0] for _ in range(args.repeat))
-            print(f"{name:18} {wall:8.2f} {cpu:8.2f} {rss:8.0f} | {floor:8.2f} {wall / floor:6.1f}x")
-        rss_now, peak = idle_rss([*om, "run"], env)
-        print(f"run, idle after 20 s: RSS {rss_now:.0f} MB (peak {peak:.0f} MB)")
+            floors_run = [measure(["sqlite3", str(db), sql[name]]) for _ in range(args.repeat)]
+            f_wall = statistics.median(r[0] for r in floors_run)
+            f_cpu = max(statistics.median(r[1] for r in floors_run), 0.01)
+            print(
+                f"{name:18} {wall:8.2f} {cpu:8.2f} {rss:8.0f} | {f_wall:8.2f} {f_cpu:8.2f} "
+                f"{wall / f_wall:9.1f}x {cpu / f_cpu:9.1f}x"
+            )
+        if "run" not in skip:
+            rss_now, peak = idle_rss([*om, "run"], env)
+            print(f"run, idle after 20 s: RSS {rss_now:.0f} MB (peak {peak:.0f} MB)")
+        print(
+            f"load average at the end {os.getloadavg()[0]:.1f} (a shared machine: compare CPU seconds and ratios)"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
