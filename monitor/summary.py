@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from monitor.store import Store
 
 TOP_ENDPOINTS = 15
+_READ_CHUNK = 100_000
 _US_PER_HOUR = 3_600_000_000
 _US_PER_DAY = 24 * _US_PER_HOUR
 
@@ -85,7 +86,13 @@ def load_requests(store: Store, since: datetime, until: datetime) -> pd.DataFram
     """Return the period's requests as a frame: ts (datetime64 UTC), client_ip, method, path, status,
     latency_ms, bytes_sent."""
     with q.requests_source(store, since, until) as (conn, query, params):
-        stored = pd.read_sql(query, conn, params=params)
+        # In chunks: read_sql builds a Python tuple per row first, which for a million rows costs several
+        # times the integer frame it ends as.
+        parts = [
+            part.astype({"ts": "int64", "client_id": "int32", "endpoint_id": "int32"})
+            for part in pd.read_sql(query, conn, params=params, chunksize=_READ_CHUNK)
+        ]
+    stored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(q.REQUEST_COLUMNS))
     # Decode the dictionary ids once per distinct value; rows share the decoded strings.
     ips = q.client_names(store)
     endpoints = q.endpoint_names(store, stored["endpoint_id"].unique())
