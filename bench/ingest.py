@@ -8,7 +8,9 @@ Generates an nginx `combined` log of Ollama-like traffic (about 2,000 clients, s
 
     .venv/bin/python bench/ingest.py [--lines 1000000] [--keep]
 
-Prints lines/s for both and the ratio (target: >= 150,000 lines/s and >= 0.6x the baseline), then the
+Prints lines/s for both and the ratio (target: >= 150,000 lines/s and >= 0.6x the baseline), GoAccess
+on the same file in the same run (`goaccess FILE --log-format=COMBINED -o report.json`, installed with
+apt-get when missing and run as root) with the ratio of wall times (target: ingest <= 1.0x GoAccess), then the
 floor no single-writer ingest can beat on this machine: SQLite alone copying the stored rows into an
 empty table with the same indexes (INSERT ... SELECT, no Python per row).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import random
 import re
 import shutil
@@ -56,12 +59,15 @@ AGENTS = [
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def generate(path: Path, n: int, seed: int = 1) -> None:
-    rng = random.Random(seed)
-    clients = [str(ipaddress.IPv4Address(0x0A000000 + rng.randrange(1 << 20))) for _ in range(1800)]
-    clients += [str(ipaddress.IPv6Address((0x20010DB8 << 96) + rng.randrange(1 << 64))) for _ in range(200)]
+def generate(path: Path, n: int, seed: int = 1, start: datetime | None = None) -> None:
+    """Write `n` lines spread evenly over the 7 days from `start`. The ~2,000 clients are the same for
+    every seed (so weekly files share their sources); `seed` draws the traffic."""
+    pick = random.Random(1)
+    clients = [str(ipaddress.IPv4Address(0x0A000000 + pick.randrange(1 << 20))) for _ in range(1800)]
+    clients += [str(ipaddress.IPv6Address((0x20010DB8 << 96) + pick.randrange(1 << 64))) for _ in range(200)]
+    rng = random.Random(seed) if seed != 1 else pick
     weights = [1.0 / (i + 1) for i in range(len(clients))]
-    start = datetime(2025, 3, 1, tzinfo=UTC)
+    start = start or datetime(2025, 3, 1, tzinfo=UTC)
     step = timedelta(days=7) / n
     chosen = rng.choices(clients, weights=weights, k=n)
     with path.open("w", encoding="utf-8") as fh:
@@ -128,23 +134,23 @@ def baseline(log: Path, db: Path) -> int:
     return count
 
 
-def run_ingest(log: Path, workdir: Path) -> tuple[float, int]:
+def run_ingest(log: Path, workdir: Path) -> tuple[float, float, float, int]:
     db = workdir / "monitor.db"
     cfg = workdir / "monitor.toml"
     cfg.write_text(f'[database]\nurl = "sqlite:///{db}"\n')
     start = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "monitor", "--config", str(cfg), "ingest", "--format", "nginx", str(log)],
-        capture_output=True,
-        text=True,
-        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"ingest failed: {proc.stderr}")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"ingest failed: {proc.stderr.read().decode() if proc.stderr else ''}")
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
-    return elapsed, stored
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stored
 
 
 def sqlite_floor(db: Path, workdir: Path) -> float:
@@ -156,9 +162,17 @@ def sqlite_floor(db: Path, workdir: Path) -> float:
     conn.execute(f"ATTACH '{workdir / 'floor.db'}' AS floor")
     conn.execute("PRAGMA floor.journal_mode=WAL")
     conn.execute("PRAGMA floor.synchronous=NORMAL")
+    # The compact store (schema 2) keeps its rows in request_rows (`requests` is a view over it).
+    table = (
+        "request_rows"
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'request_rows'").fetchone()
+        else "requests"
+    )
     ddl = [
         r[0]
-        for r in conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'requests' AND sql IS NOT NULL")
+        for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)
+        )
     ]
     for statement in ddl:  # CREATE TABLE requests ... / CREATE INDEX ix_... ON requests ...
         conn.execute(
@@ -169,10 +183,28 @@ def sqlite_floor(db: Path, workdir: Path) -> float:
     conn.commit()
     start = time.perf_counter()
     with conn:
-        conn.execute("INSERT INTO floor.requests SELECT * FROM main.requests ORDER BY id")
+        conn.execute(f"INSERT INTO floor.{table} SELECT * FROM main.{table} ORDER BY id")
     elapsed = time.perf_counter() - start
     conn.close()
     return elapsed
+
+
+def run_goaccess(log: Path, workdir: Path) -> tuple[float, float, float] | None:
+    """Time GoAccess parsing the same file into a JSON report: (wall s, CPU s, peak RSS MB), or None
+    when it is not installed and cannot be (apt-get install goaccess, as root)."""
+    if shutil.which("goaccess") is None and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "goaccess"], capture_output=True, check=False)
+    if shutil.which("goaccess") is None:
+        return None
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        ["goaccess", str(log), "--log-format=COMBINED", "-o", str(workdir / "report.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    _, _, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -195,7 +227,8 @@ def main() -> None:
         t0 = time.perf_counter()
         base_rows = baseline(log, workdir / "baseline.db")
         base_s = time.perf_counter() - t0
-        ingest_s, stored = run_ingest(log, workdir)
+        ingest_s, ingest_cpu, ingest_rss, stored = run_ingest(log, workdir)
+        goaccess = run_goaccess(log, workdir)
 
         base_rate = args.lines / base_s
         ingest_rate = args.lines / ingest_s
@@ -205,9 +238,19 @@ def main() -> None:
         print(
             f"ollama-monitor ingest (end to end, new process):  {ingest_s:6.2f}s  {ingest_rate:10,.0f} lines/s  ({stored:,} rows)"
         )
+        print(f"  ingest CPU {ingest_cpu:.1f}s, peak RSS {ingest_rss:.0f} MB")
         print(
             f"ratio ingest/baseline: {ingest_rate / base_rate:.2f}x   (targets: >= 150,000 lines/s, >= 0.6x)"
         )
+        if goaccess is None:
+            print("goaccess: not installed (apt-get install goaccess)")
+        else:
+            g_wall, g_cpu, g_rss = goaccess
+            print(
+                f"goaccess --log-format=COMBINED -o report.json: {g_wall:6.2f}s  {args.lines / g_wall:10,.0f} lines/s  "
+                f"CPU {g_cpu:.1f}s, peak RSS {g_rss:.0f} MB"
+            )
+            print(f"ingest wall time / GoAccess wall time: {ingest_s / g_wall:.2f}x   (target: <= 1.0x)")
         floor_s = sqlite_floor(workdir / "monitor.db", workdir)
         print(
             f"SQLite alone (INSERT ... SELECT of the same rows, same indexes, no Python): {floor_s:6.2f}s  "

@@ -305,6 +305,9 @@ class RetentionSettings(_Section):
     windows_days: int = Field(
         default=400, ge=1, description="Per-window aggregates and alerts kept this long."
     )
+    rollup_days: int = Field(
+        default=400, ge=1, description="Per-client daily totals (sources list, summaries) kept this long."
+    )
 
 
 class DaemonSettings(_Section):

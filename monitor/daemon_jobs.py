@@ -255,7 +255,9 @@ class Jobs:
         r = self.settings.retention
         try:
             counts = self.store.prune(
-                now - timedelta(days=r.requests_days), now - timedelta(days=r.windows_days)
+                now - timedelta(days=r.requests_days),
+                now - timedelta(days=r.windows_days),
+                rollups_before=now - timedelta(days=r.rollup_days),
             )
         except Exception:  # noqa: BLE001 - retention is housekeeping; the next hour tries again
             _log_failure("pruning old rows failed")

@@ -42,12 +42,12 @@ def _iso(ts: datetime | None) -> str | None:
 
 def source_rows(env: Env) -> list[dict[str, Any]]:
     """Every client seen, with status, counts and first/last seen; approvals never seen are listed too."""
-    from monitor.store import detect_queries as q
+    from monitor.store import rollup_queries as q
 
     store = env.open_store()
     try:
         approvals = store.approvals()
-        stats = q.source_stats(store)
+        stats = q.client_totals(store)
     finally:
         store.close()
     known = KnownSources(env.settings.known, [a["network"] for a in approvals])

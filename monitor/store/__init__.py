@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import Engine, func, insert, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -23,8 +23,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from monitor.errors import StoreError
 from monitor.records import Checkpoint, Request
 from monitor.store import schema
+from monitor.store.dictionary import Dictionaries
 from monitor.store.engine import hint_for, make_engine, safe_url, short_error
-from monitor.store.rows import SQLITE_INSERT, SqliteRows, sqlite_rows
+from monitor.store.rows import SqliteRows, sqlite_rows
 from monitor.store.schema import SCHEMA_VERSION, metadata
 
 REJECT_LINE_CAP = 2000
@@ -48,6 +49,33 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def request_select() -> Any:
+    """A select of the documented request columns over the base tables (what the `requests` view
+    gives, with `ts` as the stored integer: see schema.ts_key), for filtering on indexed columns."""
+    r, c, e, a, s = schema.request_rows, schema.clients, schema.endpoints, schema.agents, schema.source_names
+    return select(
+        r.c.id,
+        r.c.ts,
+        c.c.ip.label("client_ip"),
+        e.c.method,
+        e.c.path,
+        r.c.status,
+        r.c.latency_ms,
+        r.c.bytes_sent,
+        a.c.user_agent,
+        r.c.forwarded_for,
+        r.c.peer_ip,
+        s.c.name.label("source"),
+        r.c.id.op(">>")(literal_column(str(schema.LINE_OFFSET_BITS))).label("file_id"),
+        r.c.id.op("&")(literal_column(str(schema.LINE_OFFSET_MASK))).label("line_offset"),
+    ).select_from(
+        r.join(c, c.c.id == r.c.client_id)
+        .join(e, e.c.id == r.c.endpoint_id)
+        .outerjoin(a, a.c.id == r.c.agent_id)
+        .join(s, s.c.id == r.c.source_id)
+    )
+
+
 def _check_offset(top: int) -> None:
     if top >= _MAX_OFFSET:
         raise StoreError(f"a line offset beyond {_MAX_OFFSET:,} bytes: files over 1 TiB are not supported")
@@ -66,6 +94,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self._dicts = Dictionaries()
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -96,9 +125,12 @@ class Store:
 
     def _create_or_migrate(self) -> None:
         from monitor.store.migrations import check_columns, migrate, parse_version, refuse_foreign
+        from monitor.store.views import create_view
 
         with self.engine.begin() as conn:
-            refuse_foreign(conn, set(metadata.tables))
+            # `requests` is a view from schema 2 on (a table before): another program's table of that name
+            # is refused as well.
+            refuse_foreign(conn, set(metadata.tables) | {"requests"})
             metadata.create_all(conn)
             current = conn.execute(
                 select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
@@ -109,6 +141,7 @@ class Store:
                 check_columns(conn, metadata)
             if current is None:
                 conn.execute(insert(schema.meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                create_view(conn)
             elif current < SCHEMA_VERSION:
                 migrate(conn, current)
                 conn.execute(
@@ -116,6 +149,7 @@ class Store:
                     .where(schema.meta.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
                 )
+                create_view(conn)
             elif current > SCHEMA_VERSION:
                 raise StoreError(
                     f"the database has schema version {current}, newer than this ollama-monitor ({SCHEMA_VERSION})",
@@ -185,46 +219,73 @@ class Store:
                         last_ts = max((r.ts for _, r in parsed), default=None)
                     self._save_checkpoint(conn, checkpoint, len(parsed), len(rejects), skipped, last_ts)
         except OperationalError as exc:
+            self._dicts.discard()
             raise StoreError(
                 f"cannot write to the database: {short_error(exc)}", hint=hint_for(str(self.engine.url))
             ) from None
+        except BaseException:
+            self._dicts.discard()
+            raise
+        self._dicts.commit()
         return BatchResult(inserted, len(parsed) - inserted, kept)
 
     def _insert_requests(
         self, conn: Connection, source: str, file_id: int, parsed: Sequence[tuple[int, Request]] | SqliteRows
     ) -> int:
+        """Insert the rows not stored yet and add exactly those to the rollups.
+
+        The rollups are the aggregate of this file's id range after the insert minus before it, taken
+        while this transaction holds the writer's lock (SQLite's write lock, a per-file advisory lock on
+        PostgreSQL), so a replayed line is neither stored nor counted twice.
+        """
+        from monitor.store import views
+
         if not parsed:
             return 0
+        prepared = parsed if isinstance(parsed, SqliteRows) else sqlite_rows(source, file_id, parsed)
+        _check_offset(prepared.max_offset)
+        rows = prepared.rows
+        if not self.is_sqlite:
+            rows = [_no_nul_row(r) for r in rows]
+        d = self._dicts
+        sid = d.ids(conn, "source", (source,))[source]
+        cid = d.ids(conn, "client", {r[2] for r in rows})
+        eid = d.ids(conn, "endpoint", {(r[3], r[4]) for r in rows})
+        agents = {r[8] for r in rows}
+        agents.discard(None)
+        aid: dict[str | None, int | None] = {None: None, **d.ids(conn, "agent", agents)}
+        values = [
+            (i, ts, cid[ip], eid[(m, p)], st, lat, size, aid[ua], fwd, peer, sid)
+            for i, ts, ip, m, p, st, lat, size, ua, fwd, peer in rows
+        ]
+        base = file_id << schema.LINE_OFFSET_BITS
+        lo, hi = base | prepared.min_offset, base | prepared.max_offset
+        if self.is_sqlite:
+            # Take the write lock now (a no-op write), so nothing can change this range until commit.
+            conn.exec_driver_sql("UPDATE meta SET value = value WHERE key = 'schema_version'")
+        else:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(f)s)", {"f": file_id})
+        r = schema.request_rows
+        present = conn.execute(select(func.count()).select_from(r).where(r.c.id.between(lo, hi))).scalar_one()
+        before = views.aggregate(conn, lo, hi) if present else ({}, {})
         if self.is_sqlite:
             # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts.
-            prepared = parsed if isinstance(parsed, SqliteRows) else sqlite_rows(source, file_id, parsed)
-            _check_offset(prepared.max_offset)
             raw = conn.connection.dbapi_connection
             assert raw is not None
             cur = raw.cursor()
-            before = raw.total_changes
-            cur.executemany(SQLITE_INSERT, prepared.rows)
-            inserted = raw.total_changes - before
+            changes = raw.total_changes
+            cur.executemany(_SQLITE_INSERT, values)
+            inserted = int(raw.total_changes - changes)
             cur.close()
-            return int(inserted)
-        if isinstance(parsed, SqliteRows):
-            raise TypeError("prepared SQLite rows given to a PostgreSQL store")
-        _check_offset(max(off for off, _ in parsed))
-        base = file_id << schema.LINE_OFFSET_BITS
-        stmt = postgresql.insert(schema.requests).on_conflict_do_nothing(index_elements=["id"])
-        # PostgreSQL text cannot hold NUL; Go-unquoted paths can. Keep it visible instead.
-        values = [
-            {
-                **_no_nul(r._asdict()),
-                "id": base | off,
-                "source": source,
-                "file_id": file_id,
-                "line_offset": off,
-            }
-            for off, r in parsed
-        ]
-        result = conn.execute(stmt.returning(schema.requests.c.id), values)
-        return len(result.fetchall())
+        else:
+            stmt = postgresql.insert(r).on_conflict_do_nothing(index_elements=["id"])
+            names = [c.name for c in r.columns]
+            result = conn.execute(stmt.returning(r.c.id), [dict(zip(names, v, strict=True)) for v in values])
+            inserted = len(result.fetchall())
+        if inserted:
+            after = views.aggregate(conn, lo, hi)
+            views.apply(conn, *(views.subtract(after, before) if present else after))
+        return inserted
 
     def _insert_rejects(
         self, conn: Connection, source: str, file_id: int, rejects: Sequence[tuple[int, str, str]]
@@ -313,9 +374,31 @@ class Store:
 
     # --- reads -------------------------------------------------------------------------------------
     def count_requests(self, source: str | None = None) -> int:
-        stmt = select(func.count()).select_from(schema.requests)
+        """Return how many requests are stored (from one source, when given).
+
+        Without a source: the rows of the oldest stored day through the ts index, plus the rollups of
+        the days after it (which count exactly the rows stored on them), so the cost does not grow
+        with the store. Falls back to counting rows when the rollups do not reach back that far."""
+        r, cd = schema.request_rows, schema.client_days
+        if source is None:
+            with self.engine.connect() as conn:
+                oldest = conn.execute(select(func.min(r.c.ts))).scalar()
+                if oldest is None:
+                    return 0
+                day = int(oldest) // schema.US_PER_DAY
+                first_rollup = conn.execute(select(func.min(cd.c.day))).scalar()
+                if first_rollup is not None and int(first_rollup) <= day:
+                    head = conn.execute(
+                        select(func.count()).where(r.c.ts < (day + 1) * schema.US_PER_DAY)
+                    ).scalar_one()
+                    tail = conn.execute(select(func.sum(cd.c.requests)).where(cd.c.day > day)).scalar()
+                    return int(head) + int(tail or 0)
+        stmt = select(func.count()).select_from(r)
         if source is not None:
-            stmt = stmt.where(schema.requests.c.source == source)
+            sid = (
+                select(schema.source_names.c.id).where(schema.source_names.c.name == source).scalar_subquery()
+            )
+            stmt = stmt.where(r.c.source_id == sid)
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
@@ -326,19 +409,21 @@ class Store:
         *,
         limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield stored requests as dicts (ts as aware UTC), oldest first, optionally within [since, until)."""
-        r = schema.requests
-        stmt = select(r).order_by(r.c.ts, r.c.id)
+        """Yield stored requests as dicts (ts as aware UTC), oldest first, optionally within [since, until).
+
+        Reads the base tables with integer time bounds (the ts index), not the `requests` view."""
+        r = schema.request_rows
+        stmt = request_select().order_by(r.c.ts, r.c.id)
         if since is not None:
-            stmt = stmt.where(r.c.ts >= since)
+            stmt = stmt.where(r.c.ts >= schema.ts_key(since))
         if until is not None:
-            stmt = stmt.where(r.c.ts < until)
+            stmt = stmt.where(r.c.ts < schema.ts_key(until))
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
             for row in conn.execute(stmt):
                 d = dict(row._mapping)
-                d["ts"] = as_utc(d["ts"])
+                d["ts"] = schema.from_ts_key(d["ts"])
                 yield d
 
     def recent_rejects(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -358,16 +443,22 @@ class Store:
 
     # --- retention ------------------------------------------------------------------------------------
     def prune(
-        self, requests_before: datetime, windows_before: datetime, chunk: int = 50_000
+        self,
+        requests_before: datetime,
+        windows_before: datetime,
+        chunk: int = 50_000,
+        rollups_before: datetime | None = None,
     ) -> dict[str, int]:
-        """Delete raw requests and rejects older than `requests_before`, and windows, alerts and
-        delivered or abandoned outbox rows older than `windows_before`. Deletes in chunks so a large
-        first prune never holds the write lock for long. Return the rows deleted per table."""
-        r, rj, w, a, o = schema.requests, schema.rejects, schema.windows, schema.alerts, schema.outbox
-        counts = {"requests": 0, "rejects": 0, "windows": 0, "alerts": 0, "outbox": 0}
+        """Delete raw requests and rejects older than `requests_before`, windows, alerts and
+        delivered or abandoned outbox rows older than `windows_before`, and the per-day rollups of
+        the days before `rollups_before` (kept when None). Deletes in chunks so a large first prune
+        never holds the write lock for long. Return the rows deleted per table."""
+        r, rj, w, a, o = schema.request_rows, schema.rejects, schema.windows, schema.alerts, schema.outbox
+        counts = {"requests": 0, "rejects": 0, "windows": 0, "alerts": 0, "outbox": 0, "rollups": 0}
+        cutoff = schema.ts_key(requests_before)
         while True:
             with self.engine.begin() as conn:
-                ids = select(r.c.id).where(r.c.ts < requests_before).limit(chunk).scalar_subquery()
+                ids = select(r.c.id).where(r.c.ts < cutoff).limit(chunk).scalar_subquery()
                 n = conn.execute(r.delete().where(r.c.id.in_(ids))).rowcount
             counts["requests"] += n
             if n < chunk:
@@ -379,6 +470,12 @@ class Store:
             counts["outbox"] = conn.execute(
                 o.delete().where(o.c.state.in_(("sent", "failed")), o.c.created_at < windows_before)
             ).rowcount
+            if rollups_before is not None:
+                # Whole UTC days only: a day's totals go when all of that day is past the cutoff.
+                day = schema.ts_key(rollups_before) // schema.US_PER_DAY
+                cd, sh = schema.client_days, schema.source_hours
+                counts["rollups"] = conn.execute(cd.delete().where(cd.c.day < day)).rowcount
+                conn.execute(sh.delete().where(sh.c.hour < day * 24))
         return counts
 
     # --- approvals (known sources kept in the database) -------------------------------------------------
@@ -402,9 +499,18 @@ class Store:
             return bool(conn.execute(a.delete().where(a.c.network == network)).rowcount)
 
 
-def _no_nul(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("path", "user_agent", "forwarded_for", "method"):
-        value = row.get(key)
-        if isinstance(value, str) and "\x00" in value:
-            row[key] = value.replace("\x00", "\\x00")
-    return row
+_SQLITE_INSERT = (
+    "INSERT OR IGNORE INTO request_rows (id, ts, client_id, endpoint_id, status, latency_ms, bytes_sent, "
+    "agent_id, forwarded_for, peer_ip, source_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_TEXT_FIELDS = (2, 3, 4, 8, 9, 10)  # client_ip, method, path, user_agent, forwarded_for, peer_ip
+
+
+def _no_nul_row(row: tuple[Any, ...]) -> Any:
+    # PostgreSQL text cannot hold NUL; Go-unquoted paths can. Keep it visible instead.
+    if not any(isinstance(row[i], str) and "\x00" in row[i] for i in _TEXT_FIELDS):
+        return row
+    return tuple(
+        v.replace("\x00", "\\x00") if i in _TEXT_FIELDS and isinstance(v, str) else v
+        for i, v in enumerate(row)
+    )

@@ -1,8 +1,9 @@
 """Read-only queries behind `ollama-monitor audit`: who reached Ollama since a given time, what the
 proxies answered, and which management-looking calls were made.
 
-SQLAlchemy Core on the tables of `monitor.store.schema`; the same statements run on SQLite and
-PostgreSQL. Every function takes `since` (an aware datetime; a naive one is taken as UTC) and returns
+Counts come from the per-day rollups plus the partial days at the edges (monitor.store.rollup_queries);
+the management-call search reads only the matching endpoints' requests through the ts index. The same
+statements run on SQLite and PostgreSQL. Every function takes `since` (an aware datetime; a naive one is taken as UTC) and returns
 plain dataclasses with aware UTC timestamps. Classification (loopback, known, management) is left to
 the caller, which owns those rules; the SQL only narrows and aggregates.
 """
@@ -12,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import func, or_, select
 
-from monitor.store import Store, as_utc
-from monitor.store.schema import requests
+from monitor.store import Store, schema
+from monitor.store.rollup_queries import Totals, names, period_totals, source_ids
+from monitor.store.schema import from_ts_key, ts_key
 
 ROW_CAP = 10_000  # most aggregated rows any query returns (ordered so the busiest come first)
 
@@ -60,99 +61,94 @@ def _utc(since: datetime) -> datetime:
     return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
 
 
-def _count_where(cond: Any) -> Any:
-    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
-
-
-def _ok(column: Any) -> Any:
-    return and_(column >= 200, column < 300)
-
-
 def request_count(store: Store, since: datetime | None = None) -> int:
-    """Return how many requests are stored (since `since`, when given)."""
-    stmt = select(func.count()).select_from(requests)
-    if since is not None:
-        stmt = stmt.where(requests.c.ts >= _utc(since))
+    """Return how many requests are stored (since `since`, when given: from the rollups and edges)."""
+    if since is None:
+        return store.count_requests()
     with store.engine.connect() as conn:
-        return int(conn.execute(stmt).scalar_one())
+        return sum(t.requests for t in period_totals(conn, _utc(since)).values())
 
 
 def clients_since(
     store: Store, since: datetime, *, sources: Sequence[str] | None = None, limit: int = ROW_CAP
 ) -> list[ClientActivity]:
     """Return each client address seen since `since` (only in `sources` when given), busiest first."""
-    r = requests
-    n = func.count().label("n")
-    stmt = (
-        select(
-            r.c.client_ip,
-            n,
-            _count_where(_ok(r.c.status)).label("ok"),
-            func.min(r.c.ts).label("first"),
-            func.max(r.c.ts).label("last"),
-        )
-        .where(r.c.ts >= _utc(since))
-        .group_by(r.c.client_ip)
-        .order_by(n.desc(), r.c.client_ip)
-        .limit(limit)
-    )
-    if sources is not None:
-        if not sources:
-            return []
-        stmt = stmt.where(r.c.source.in_(list(sources)))
+    if sources is not None and not sources:
+        return []
     with store.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return [
-        ClientActivity(row.client_ip, int(row.n), int(row.ok), _ts(row.first), _ts(row.last)) for row in rows
+        totals = period_totals(conn, _utc(since))
+        if sources is not None:
+            wanted = set(source_ids(conn, sources).values())
+            totals = {k: t for k, t in totals.items() if k[1] in wanted}
+        per_client: dict[int, Totals] = {}
+        for (cid, _), t in totals.items():
+            if cid in per_client:
+                per_client[cid].add(t)
+            else:
+                per_client[cid] = Totals(list(t.values), t.first_ts, t.last_ts)
+        ips = names(conn, "client", per_client)
+    rows = [
+        ClientActivity(ips[cid], t.requests, t.ok, from_ts_key(t.first_ts), from_ts_key(t.last_ts))
+        for cid, t in per_client.items()
     ]
+    rows.sort(key=lambda c: (-c.requests, c.client_ip))
+    return rows[:limit]
 
 
 def statuses_by_source(store: Store, since: datetime, sources: Sequence[str]) -> list[SourceStatuses]:
     """Return per-source counts of all, 401, 403 and 2xx responses since `since`."""
     if not sources:
         return []
-    r = requests
-    stmt = (
-        select(
-            r.c.source,
-            func.count().label("n"),
-            _count_where(r.c.status == 401).label("s401"),
-            _count_where(r.c.status == 403).label("s403"),
-            _count_where(_ok(r.c.status)).label("s2xx"),
-        )
-        .where(r.c.ts >= _utc(since), r.c.source.in_(list(sources)))
-        .group_by(r.c.source)
-        .order_by(r.c.source)
-    )
     with store.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return [
-        SourceStatuses(row.source, int(row.n), int(row.s401), int(row.s403), int(row.s2xx)) for row in rows
-    ]
+        ids = source_ids(conn, sources)
+        totals = period_totals(conn, _utc(since))
+    by_id = {sid: name for name, sid in ids.items()}
+    acc: dict[str, list[int]] = {}
+    for (_, sid), t in totals.items():
+        if sid in by_id:
+            row = acc.setdefault(by_id[sid], [0, 0, 0, 0])
+            row[0] += t.requests
+            row[1] += t.s401
+            row[2] += t.s403
+            row[3] += t.ok
+    return [SourceStatuses(name, *acc[name]) for name in sorted(acc)]
 
 
 def calls_matching(
     store: Store, since: datetime, path_contains: Sequence[str], *, limit: int = ROW_CAP
 ) -> list[Call]:
     """Return (client, method, path) groups since `since` whose path contains any of `path_contains`
-    (matched literally: `%` and `_` are escaped), busiest first."""
+    (matched literally: `%` and `_` are escaped), busiest first.
+
+    The match runs on the endpoints dictionary (one row per distinct method and path); the requests
+    are then read through the ts index, only those of the matching endpoints."""
     if not path_contains:
         return []
-    r = requests
-    n = func.count().label("n")
-    stmt = (
-        select(r.c.client_ip, r.c.method, r.c.path, n, func.max(r.c.ts).label("last"))
-        .where(r.c.ts >= _utc(since), or_(*(r.c.path.contains(p, autoescape=True) for p in path_contains)))
-        .group_by(r.c.client_ip, r.c.method, r.c.path)
-        .order_by(n.desc(), r.c.client_ip)
-        .limit(limit)
-    )
+    r, e, c = schema.request_rows, schema.endpoints, schema.clients
     with store.engine.connect() as conn:
+        endpoint_ids = [
+            int(i)
+            for (i,) in conn.execute(
+                select(e.c.id).where(or_(*(e.c.path.contains(p, autoescape=True) for p in path_contains)))
+            )
+        ]
+        if not endpoint_ids:
+            return []
+        n = func.count().label("n")
+        grouped = (
+            select(r.c.client_id, r.c.endpoint_id, n, func.max(r.c.ts).label("last"))
+            .where(r.c.ts >= ts_key(_utc(since)), r.c.endpoint_id.in_(endpoint_ids))
+            .group_by(r.c.client_id, r.c.endpoint_id)
+            .subquery()
+        )
+        stmt = (
+            select(c.c.ip, e.c.method, e.c.path, grouped.c.n, grouped.c.last)
+            .join(c, c.c.id == grouped.c.client_id)
+            .join(e, e.c.id == grouped.c.endpoint_id)
+            .order_by(grouped.c.n.desc(), c.c.ip)
+            .limit(limit)
+        )
         rows = conn.execute(stmt).all()
-    return [Call(row.client_ip, row.method, row.path, int(row.n), _ts(row.last)) for row in rows]
-
-
-def _ts(value: Any) -> datetime:
-    ts = as_utc(value)
-    assert ts is not None  # aggregated over non-null columns
-    return ts
+    return [
+        Call(ip, method, path, int(count), from_ts_key(int(last))) for ip, method, path, count, last in rows
+    ]

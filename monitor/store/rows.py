@@ -1,7 +1,8 @@
-"""Rows of the requests table in SQLite's column order, built outside any transaction.
+"""Rows of a batch in the order the writer maps them to `request_rows`, built outside any transaction.
 
 Kept apart from the Store so a parse worker process can build a batch's rows (the Python work of an
-insert that is not binding) while the writer process inserts the previous batch.
+insert that is not binding) while the writer process inserts the previous batch. The text fields stay
+text here: only the writer knows the dictionary ids (monitor.store.dictionary).
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from monitor.records import Request
-from monitor.store.schema import LINE_OFFSET_BITS
+from monitor.store.schema import LINE_OFFSET_BITS, ts_key
 
-SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO requests (id, ts, client_ip, method, path, status, latency_ms, bytes_sent, "
-    "user_agent, forwarded_for, peer_ip, source, file_id, line_offset) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
+# (id, ts, client_ip, method, path, status, latency_ms, bytes_sent, user_agent, forwarded_for, peer_ip)
+Row = tuple[
+    int,
+    int,
+    str,
+    str | None,
+    str | None,
+    int | None,
+    float | None,
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+]
 
 
 def sqlite_ts(ts: datetime) -> str:
@@ -29,40 +39,45 @@ def sqlite_ts(ts: datetime) -> str:
 
 @dataclass(frozen=True)
 class SqliteRows:
-    """Parsed lines already in the SQLite column order of `SQLITE_INSERT`, with what the checkpoint
-    needs to know of them: what remains for the writer is binding and inserting."""
+    """Parsed lines as `Row`s, with what the checkpoint needs to know of them: what remains for the
+    writer is the dictionary ids, binding and inserting. (The name predates PostgreSQL using it too.)"""
 
-    rows: list[tuple[object, ...]]
+    rows: list[Row]
     last_ts: datetime | None
     max_offset: int
+    min_offset: int = 0
 
     def __len__(self) -> int:
         return len(self.rows)
 
 
 def sqlite_rows(source: str, file_id: int, parsed: Sequence[tuple[int, Request]]) -> SqliteRows:
-    """Build the SQLite rows of parsed lines. Lines of a busy log share timestamps (parsers reuse the
-    datetime object): each is formatted once."""
+    """Build the rows of parsed lines. Lines of a busy log share timestamps (the same second, often
+    the same datetime object): each run of equal times is converted once."""
+    del source  # the writer adds the source id
     base = file_id << LINE_OFFSET_BITS
-    rows: list[tuple[object, ...]] = []
+    rows: list[Row] = []
     append = rows.append
     last: datetime | None = None
     latest: datetime | None = None
-    text = ""
+    key = 0
     top = 0
+    bottom = parsed[0][0] if parsed else 0
     for off, r in parsed:
         ts = r.ts
-        if ts is not last:
-            text = sqlite_ts(ts)
+        if ts is not last and ts != last:
+            key = ts_key(ts)
             last = ts
             if latest is None or ts > latest:
                 latest = ts
         if off > top:
             top = off
+        elif off < bottom:
+            bottom = off
         append(
             (
                 base | off,
-                text,
+                key,
                 r.client_ip,
                 r.method,
                 r.path,
@@ -72,9 +87,6 @@ def sqlite_rows(source: str, file_id: int, parsed: Sequence[tuple[int, Request]]
                 r.user_agent,
                 r.forwarded_for,
                 r.peer_ip,
-                source,
-                file_id,
-                off,
             )
         )
-    return SqliteRows(rows, latest, top)
+    return SqliteRows(rows, latest, top, bottom)

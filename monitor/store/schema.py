@@ -1,11 +1,15 @@
 """The database schema: SQLAlchemy Core tables, portable between SQLite and PostgreSQL.
 
-Documented for users in README.md ("The database"). Timestamps are UTC; on SQLite they are stored as
-ISO text (`2025-03-21 08:52:32.000000`), readable and sortable with the `sqlite3` shell.
+Documented for users in README.md ("The database"). Timestamps are UTC. Requests are stored compact
+(`request_rows`: integer microseconds, dictionary ids) and read through the `requests` view, whose
+columns are the documented ones; other timestamps are stored as SQLAlchemy DateTime (ISO text on
+SQLite, `2025-03-21 08:52:32.000000`, readable and sortable with the `sqlite3` shell).
 Bump SCHEMA_VERSION and add a step to `monitor.store.migrations.STEPS` for every change.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -23,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -49,19 +53,110 @@ files = Table(
 
 # Every request. `id` is the line's key, (file_id << 40) | line_offset: unique per line, so re-reading a
 # line after a crash adds nothing, and the primary key doubles as the uniqueness check (one index fewer
-# to maintain on the hot insert path). file_id and line_offset are kept as columns for readability.
+# to maintain on the hot insert path). file_id and line_offset are derived from it in the view.
 LINE_OFFSET_BITS = 40  # a single log file of up to 1 TiB
+LINE_OFFSET_MASK = (1 << LINE_OFFSET_BITS) - 1
 
 
 def line_key(file_id: int, line_offset: int) -> int:
     return (file_id << LINE_OFFSET_BITS) | line_offset
 
 
+_ID = BigInteger().with_variant(Integer, "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid itself
+
+# Dictionaries of the text every request repeats: each distinct value is stored once, rows hold its id.
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("ip", String(64), nullable=False, unique=True),
+)
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("user_agent", Text, nullable=False, unique=True),
+)
+source_names = Table(
+    "source_names",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+)
+# A (method, path) pair as logged, with its category (monitor.endpoints) decided once. `key` makes the
+# pair unique including NULLs (a line without a request line has neither).
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False, unique=True),
+    Column("method", String(32)),
+    Column("path", Text),
+    Column("category", String(16), nullable=False),
+)
+
+# The stored requests, compact: integer time (microseconds since the Unix epoch, UTC) and dictionary ids.
+# Read them through the `requests` view below, which gives the documented columns.
+request_rows = Table(
+    "request_rows",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("client_id", Integer, nullable=False),
+    Column("endpoint_id", Integer, nullable=False),
+    Column("status", Integer),
+    Column("latency_ms", Float),
+    Column("bytes_sent", BigInteger),
+    Column("agent_id", Integer),
+    Column("forwarded_for", Text),
+    Column("peer_ip", String(64)),
+    Column("source_id", Integer, nullable=False),
+    Index("ix_request_rows_ts", "ts"),
+)
+
+# Per (UTC day, client, source) totals, kept in the same transaction as the rows they count, and longer
+# than the rows ([retention] rollup_days). `hours` is a bit mask of the UTC hours of day with requests.
+client_days = Table(
+    "client_days",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),  # days since 1970-01-01
+    Column("client_id", Integer, primary_key=True, autoincrement=False),
+    Column("source_id", Integer, primary_key=True, autoincrement=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("inference", BigInteger, nullable=False),
+    Column("enumeration", BigInteger, nullable=False),
+    Column("management", BigInteger, nullable=False),
+    Column("account", BigInteger, nullable=False),
+    Column("other", BigInteger, nullable=False),
+    Column("ok", BigInteger, nullable=False),  # 2xx
+    Column("s401", BigInteger, nullable=False),
+    Column("s403", BigInteger, nullable=False),
+    Column("errors_4xx", BigInteger, nullable=False),
+    Column("errors_5xx", BigInteger, nullable=False),
+    Column("bytes_sent", BigInteger, nullable=False),
+    Column("sized", BigInteger, nullable=False),  # requests that logged a size
+    Column("first_ts", BigInteger, nullable=False),
+    Column("last_ts", BigInteger, nullable=False),
+    Column("hours", BigInteger, nullable=False),
+)
+
+# Requests per (UTC hour, source): the summary's hour-of-day and weekday heat map.
+source_hours = Table(
+    "source_hours",
+    metadata,
+    Column("hour", Integer, primary_key=True, autoincrement=False),  # hours since the epoch
+    Column("source_id", Integer, primary_key=True, autoincrement=False),
+    Column("requests", BigInteger, nullable=False),
+)
+
+# The documented read contract: `requests` is a view over the tables above (created by
+# monitor.store.views), described here for SELECTs only; it lives outside `metadata`, so create_all
+# never makes it a table. On SQLite `ts` is the text `2025-03-21 08:52:32.000000` (UTC).
+view_metadata = MetaData()
 requests = Table(
     "requests",
-    metadata,
-    # INTEGER on SQLite makes it the rowid itself (BIGINT PRIMARY KEY would add a hidden rowid and an index).
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    view_metadata,
+    Column("id", BigInteger, primary_key=True),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("client_ip", String(64), nullable=False),
     Column("method", String(32)),
@@ -73,11 +168,27 @@ requests = Table(
     Column("forwarded_for", Text),
     Column("peer_ip", String(64)),
     Column("source", String(200), nullable=False),
-    Column("file_id", Integer, ForeignKey("files.id"), nullable=False),
+    Column("file_id", Integer, nullable=False),
     Column("line_offset", BigInteger, nullable=False),
-    Index("ix_requests_ip_ts", "client_ip", "ts"),
-    Index("ix_requests_ts", "ts"),
 )
+
+
+def ts_key(value: datetime) -> int:
+    """Return the stored integer time of an aware datetime (a naive one is taken as UTC): microseconds
+    since the Unix epoch, exactly (no float rounding)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_ts_key(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US_PER_HOUR = 3_600_000_000
+US_PER_DAY = 24 * US_PER_HOUR
 
 # Lines that should have been requests but could not be parsed: counted, kept (capped), never fatal.
 rejects = Table(

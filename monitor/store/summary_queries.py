@@ -1,9 +1,10 @@
 """The SQL behind the weekly summary (`monitor.summary`), kept in the store package with the schema.
 
 Every function takes the Store and a half-open UTC period [since, until). The big read, the requests
-of the period, is handed over as a SQLAlchemy select for `pandas.read_sql`; the small ones (the
-previous period's totals, who was seen before, the alerts, the anomalous windows) are aggregated by
-the database and returned as plain Python values, so the summary never loads two weeks of rows.
+of the period, is handed over as a select of integer columns (time, dictionary ids) for
+`pandas.read_sql`; the small ones (the previous period's totals and who was seen before, from the
+rollups; the alerts, the anomalous windows) are aggregated by the database and returned as plain
+Python values, so the summary never loads two weeks of rows nor any text per row.
 """
 
 from __future__ import annotations
@@ -14,28 +15,32 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, case, func, select, text
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.dialects import sqlite
 
 from monitor.store import as_utc, schema
-from monitor.store.rows import sqlite_ts
+from monitor.store.views import CATEGORY_COLUMNS
+
+_IN_CHUNK = 500
 
 if TYPE_CHECKING:
     from monitor.store import Store
 
-_UNION_CHUNK = 200
-
-# Columns the summary needs from each request; user agents and forwarded-for stay in the database.
-REQUEST_COLUMNS = ("ts", "client_ip", "method", "path", "status", "latency_ms", "bytes_sent")
+# Columns the summary needs from each request, as `requests_source` gives them: ts in microseconds since
+# the epoch, the client and endpoint as dictionary ids (decoded with `client_names`, `endpoint_names`).
+REQUEST_COLUMNS = ("ts", "client_id", "endpoint_id", "status", "latency_ms", "bytes_sent")
 
 
 def requests_select(since: datetime, until: datetime) -> Select[Any]:
     """Return the select of REQUEST_COLUMNS for the requests with since <= ts < until (unordered).
 
     No ORDER BY: the summary aggregates, and sorting a million rows would cost the database a temp B-tree.
+    The bounds are integers on the ts index; no text is read per row.
     """
-    r = schema.requests
-    return select(*(r.c[name] for name in REQUEST_COLUMNS)).where(r.c.ts >= since, r.c.ts < until)
+    r = schema.request_rows
+    return select(*(r.c[name] for name in REQUEST_COLUMNS)).where(
+        r.c.ts >= schema.ts_key(since), r.c.ts < schema.ts_key(until)
+    )
 
 
 @contextmanager
@@ -43,76 +48,69 @@ def requests_source(store: Store, since: datetime, until: datetime) -> Iterator[
     """Yield (connection, query, params) for `pandas.read_sql(query, connection, params=params)`.
 
     On SQLite the query is the compiled text of `requests_select` run on the raw sqlite3 connection
-    (which pandas reads natively), with the bounds in the stored text form. That skips SQLAlchemy's
-    per-row result processing, the largest cost of reading a million rows (measured by
-    bench/summary.py: about 1.6x less CPU). Other databases get the select on a SQLAlchemy connection.
+    (which pandas reads natively). That skips SQLAlchemy's per-row result processing, the largest cost
+    of reading a million rows (bench/summary.py). Other databases get the select on a SQLAlchemy connection.
     """
     stmt = requests_select(since, until)
     with store.engine.connect() as conn:
         if store.is_sqlite:
             compiled = stmt.compile(dialect=sqlite.dialect())
-            params = [sqlite_ts(compiled.params[name]) for name in compiled.positiontup or ()]
+            params = [compiled.params[name] for name in compiled.positiontup or ()]
             yield conn.connection.dbapi_connection, str(compiled), params
         else:
             yield conn, stmt, None
 
 
-def path_totals(
-    store: Store, since: datetime, until: datetime
-) -> list[tuple[str | None, str | None, int, int, int]]:
-    """Return (method, path, requests, errors, bytes) per distinct (method, path) in the period.
-
-    Used for the previous period's totals: the categories are decided in Python (monitor.endpoints),
-    so the database only groups; errors are responses with status >= 400; bytes treat NULL as 0.
-    """
-    r = schema.requests
-    stmt = (
-        select(
-            r.c.method,
-            r.c.path,
-            func.count(),
-            func.sum(case((r.c.status >= 400, 1), else_=0)),
-            func.coalesce(func.sum(r.c.bytes_sent), 0),
-        )
-        .where(r.c.ts >= since, r.c.ts < until)
-        .group_by(r.c.method, r.c.path)
-    )
+def client_names(store: Store) -> dict[int, str]:
+    """Return client id -> address for every client in the dictionary."""
+    c = schema.clients
     with store.engine.connect() as conn:
-        return [(m, p, int(n), int(e or 0), int(b or 0)) for m, p, n, e, b in conn.execute(stmt)]
+        return {int(i): str(ip) for i, ip in conn.execute(select(c.c.id, c.c.ip))}
 
 
-def distinct_clients(store: Store, since: datetime, until: datetime) -> int:
-    """Return how many distinct client addresses made requests in the period."""
-    r = schema.requests
-    stmt = select(func.count(func.distinct(r.c.client_ip))).where(r.c.ts >= since, r.c.ts < until)
+def endpoint_names(store: Store, ids: Iterable[int]) -> dict[int, tuple[str | None, str | None]]:
+    """Return endpoint id -> (method, path) for `ids`."""
+    e = schema.endpoints
+    wanted = sorted({int(i) for i in ids})
+    out: dict[int, tuple[str | None, str | None]] = {}
     with store.engine.connect() as conn:
-        return int(conn.execute(stmt).scalar_one())
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            out.update(
+                {
+                    int(i): (m, p)
+                    for i, m, p in conn.execute(select(e.c.id, e.c.method, e.c.path).where(e.c.id.in_(chunk)))
+                }
+            )
+    return out
+
+
+def period_counts(store: Store, since: datetime, until: datetime) -> dict[str, int]:
+    """Return the period's totals from the rollups (whole days) and the ts index (partial days):
+    requests, sources (distinct clients), the five categories, errors (status >= 400) and bytes_sent."""
+    from monitor.store.rollup_queries import period_totals
+
+    with store.engine.connect() as conn:
+        totals = period_totals(conn, since, until)
+    out = dict.fromkeys(("requests", *CATEGORY_COLUMNS, "errors", "bytes_sent"), 0)
+    for t in totals.values():
+        out["requests"] += t.requests
+        for c in CATEGORY_COLUMNS:
+            out[c] += getattr(t, c)
+        out["errors"] += t.errors_4xx + t.errors_5xx
+        out["bytes_sent"] += t.bytes_sent
+    out["sources"] = len({cid for cid, _ in totals})
+    return out
 
 
 def first_seen(store: Store, client_ips: Iterable[str]) -> dict[str, datetime]:
-    """Return the time of the first request ever stored from each of `client_ips` (absent: never seen).
-
-    One `SELECT MIN(ts) ... WHERE client_ip = ?` per address, which the (client_ip, ts) index answers
-    with a single seek however long the history is; batched as UNION ALL of _UNION_CHUNK scalar
-    subqueries (SQLite allows 500 terms in a compound select).
-    """
-    ips = sorted(set(client_ips))
-    out: dict[str, datetime] = {}
+    """Return the time of the first request ever counted from each of `client_ips` (absent: never seen),
+    from the rollups (kept [retention] rollup_days)."""
+    wanted = set(client_ips)
+    c, d = schema.clients, schema.client_days
+    stmt = select(c.c.ip, func.min(d.c.first_ts)).join(c, c.c.id == d.c.client_id).group_by(c.c.ip)
     with store.engine.connect() as conn:
-        for start in range(0, len(ips), _UNION_CHUNK):
-            chunk = ips[start : start + _UNION_CHUNK]
-            # Plain text: building the equivalent Core statement costs more than running it.
-            stmt = text(
-                " UNION ALL ".join(
-                    f"SELECT CAST(:ip{i} AS VARCHAR(64)) AS ip, (SELECT MIN(ts) FROM requests WHERE client_ip = :ip{i}) AS first"
-                    for i in range(len(chunk))
-                )
-            )
-            for ip, ts in conn.execute(stmt, {f"ip{i}": ip for i, ip in enumerate(chunk)}):
-                when = as_utc(ts)
-                if when is not None:
-                    out[str(ip)] = when
-    return out
+        return {str(ip): schema.from_ts_key(int(ts)) for ip, ts in conn.execute(stmt) if ip in wanted}
 
 
 def period_alerts(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
