@@ -191,6 +191,23 @@ def forwarded_text(
     return f"Forwarded-for from untrusted peer {ip}", message
 
 
+def forwarded_unreadable_text(
+    ip: str, source_who: str, source: str, ts: datetime, count: int, values: Sequence[str]
+) -> tuple[str, str]:
+    """`count` requests from the trusted proxy `ip` whose X-Forwarded-For chain has a hop that is no address."""
+    shown = ", ".join(repr(v[:80]) for v in values[:3])
+    message = (
+        f"{count} request(s) came through the trusted proxy {ip} with an X-Forwarded-For hop that is not an "
+        f"address ({shown}), so the sender behind it is unknown.\n"
+        f"Source: {source_who}{_via(source)}\nWhen: {_fmt_ts(ts)}\n"
+        f"Why: a client can write any text into X-Forwarded-For; the chain is read from the right up to the "
+        f"first hop that is not a trusted proxy, and a hop that cannot be read hides who sent the request.\n"
+        f"Next: check the proxy in front of {ip} (it should append the peer address with "
+        f"$proxy_add_x_forwarded_for) and look up the request in its own log."
+    )
+    return f"Unreadable forwarded-for behind trusted proxy {ip}", message
+
+
 def direct_text(ip: str, source_who: str, source: str, ts: datetime, req: Request) -> tuple[str, str]:
     """A request in Ollama's own log (`source`) that no proxy source logged."""
     message = (

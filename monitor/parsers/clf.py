@@ -6,8 +6,9 @@ header, request line, CLF time, unescaping, unix-socket peers) are in `monitor.p
 
 What a line may look like, and what it parses to:
 - `combined` / `common`, optionally prefixed by a virtual host (`host `, `host:port `), optionally
-  followed by extra fields. Extras are read by shape: the first quoted extra that is `"-"` or starts
-  with an IP address is `$http_x_forwarded_for`; the first bare `N.NNN` number (nginx prints
+  followed by extra fields. Extras are read by shape: the first quoted extra that is `"-"`, starts
+  with an IP address, or is a comma list of address-like hops (`garbage, 203.0.113.11`, `unknown`,
+  `203.0.113.12:4444`) is `$http_x_forwarded_for`; the first bare `N.NNN` number (nginx prints
   `$request_time` and `$upstream_response_time` with exactly three decimals) is `$request_time`, in
   seconds. Integer extras (Apache `%D`/`%T`, `$request_length`) are ambiguous and ignored.
 - An optional syslog header (`Mon DD HH:MM:SS host prog[pid]: ` or RFC 3339) is stripped.
@@ -33,7 +34,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.parsers import ParseContext, canonical_ip, register, resolve_client
+from monitor.parsers import ParseContext, canonical_ip, forwarded_hop, register, resolve_client
 from monitor.parsers.common import (
     SYSLOG,
     any_time,
@@ -84,6 +85,25 @@ _LAST: tuple[str, datetime] = ("", datetime(1970, 1, 1, tzinfo=UTC))  # (time te
 # --- CLF text ------------------------------------------------------------------------------------
 
 
+_HOP_TOKEN = re.compile(r"[\w.:\[\]%-]{1,64}", re.ASCII).fullmatch
+_IPISH = re.compile(
+    r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(?::[0-9]{1,5})?"
+).fullmatch
+
+
+def _forwarded_shape(quoted: str) -> bool:
+    """An X-Forwarded-For value whose left-most hop is no address: `garbage, 203.0.113.11`, `unknown`,
+    `010.000.000.005`, `203.0.113.12:4444`. Taken as forwarded so that a trusted peer's chain is walked
+    (and an unreadable hop reported) instead of the value being ignored."""
+    hops = quoted.split(",")
+    if len(hops) > 32:
+        return False
+    stripped = [h.strip() for h in hops]
+    if not all(_HOP_TOKEN(h) for h in stripped):
+        return False
+    return any(h.lower() == "unknown" or _IPISH(h) or forwarded_hop(h) for h in stripped)
+
+
 def _extras(tail: str) -> tuple[str | None, float | None]:
     """Read forwarded-for and $request_time (ms) from the fields after the user agent."""
     if tail == ' "-"':  # the packaged nginx `main` format
@@ -107,7 +127,9 @@ def _extras(tail: str) -> tuple[str | None, float | None]:
         quoted, bare = m.group(1), m.group(2)
         if quoted is not None:
             if not seen_quoted and (
-                quoted == "-" or canonical_ip(quoted.split(",", 1)[0].strip()) is not None
+                quoted == "-"
+                or canonical_ip(quoted.split(",", 1)[0].strip()) is not None
+                or _forwarded_shape(quoted)
             ):
                 seen_quoted = True
                 forwarded = None if quoted == "-" else quoted
