@@ -48,6 +48,7 @@ def _via(source: str) -> str:
 
 def who(ip: str, name: str | None, status: Status) -> str:
     """`ip (name, status)`, or `ip (status)` for a source without a name."""
+    ip = ip or "unknown client"
     return f"{ip} ({name}, {status.value})" if name else f"{ip} ({status.value})"
 
 
@@ -85,6 +86,16 @@ def unknown_source_text(
         "escalated": "An unknown source moved on to more dangerous endpoints",
         "still active": "An unknown source is still using the Ollama API",
     }[reason]
+    if not ip:  # the line named no address (Gin's empty client column): still a sender we do not know
+        message = (
+            f"{what}.\nSource: unknown client (the log line gives no address){_via(source)}\n"
+            f"When: {_fmt_ts(ts)} (first seen {_fmt_ts(first_seen)}; {total} request(s) so far)\n"
+            f"Calls: {_calls(reqs)}\n"
+            f"Why: Ollama logged no client address (a unix-socket peer, or an empty forwarded header), so "
+            f"no allow-list can vouch for it.\n"
+            f"Next: find the request in the log of whatever connects to Ollama's socket or proxy."
+        )
+        return f"Unknown source (unknown client) {reason} using the Ollama API", message
     message = (
         f"{what}.\nSource: {ip} (unknown){_via(source)}\n"
         f"When: {_fmt_ts(ts)} (first seen {_fmt_ts(first_seen)}; {total} request(s) so far)\n"

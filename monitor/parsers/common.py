@@ -252,10 +252,27 @@ def _is_numeric(text: str) -> bool:
     return bool(text) and text.replace(".", "", 1).isdigit()
 
 
+# `\xHH` is no JSON escape: in a line it is a byte that was not UTF-8 (the readers decode with
+# backslashreplace; nginx `escape=json` writes bytes >= 0x80 raw). An even run of backslashes before
+# it is escaped backslashes, not ours.
+_BYTE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\(x[0-9A-Fa-f]{2})")
+
+
+def json_loads(text: str) -> Any:
+    """json.loads that also reads a record holding raw non-UTF-8 bytes (as `\\xHH` text): those stay
+    visible as the text `\\xHH` in the strings. Raises ValueError/RecursionError like json.loads."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        if "\\x" not in text:
+            raise
+    return json.loads(_BYTE_ESCAPE.sub(r"\1\\\\\2", text))
+
+
 def json_object(text: str) -> dict[str, Any] | Reject:
     """Parse one JSON log record: the object, or a Reject saying why it is not one. Never raises."""
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except (ValueError, RecursionError):
         return Reject("invalid JSON")
     if not isinstance(obj, dict):

@@ -23,9 +23,10 @@ One level is peeled: the wrapped text is the program's own line. Peeling never r
 
 from __future__ import annotations
 
-import json
 import re
 from typing import NamedTuple
+
+from monitor.parsers.common import json_loads
 
 PLAIN = "plain"
 DOCKER = "docker"
@@ -124,7 +125,7 @@ def peel(kind: str, line: str) -> Peeled | None:
 
 def _load_object(line: str) -> dict[str, object] | None:
     try:
-        value = json.loads(line)
+        value = json_loads(line)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
