@@ -43,6 +43,7 @@ from monitor.parsers.common import (
     inert,
     json_object,
     number,
+    other_program,
     peer_address,
     split_host_port,
     split_request,
@@ -148,6 +149,8 @@ def _clf_slow(line: str, ctx: ParseContext) -> ParseResult:
     if m is None:
         if _NGINX_ERROR(line):
             return Skip("nginx error log line")
+        if other_program(line):
+            return Skip("another program's line (error or application log)")
         return Reject("not a common/combined log line")
     prefix, ts, request, status, size, agent, tail = m.groups()
     tokens = prefix.split()

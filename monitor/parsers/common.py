@@ -1,7 +1,7 @@
 """Helpers shared by the proxy access-log parsers (clf, caddy, traefik, haproxy).
 
-- `SYSLOG`: matches an optional syslog header (`Mon DD HH:MM:SS host prog[pid]: ` or RFC 3339); group 1
-  is the program name.
+- `SYSLOG`: matches an optional syslog header (`<PRI>Mon DD HH:MM:SS host prog[pid]: ` or RFC 3339, the
+  `<PRI>` and host optional); group 1 is the program name.
 - `split_request`: a logged request line to (method, path); anything that is not one stays the path.
 - `clf_time`: `dd/Mon/yyyy:HH:MM:SS +zzzz` (and variants) to a UTC datetime, fast and cached;
   `any_time`: unix seconds, ISO 8601, CLF or `yyyy/mm/dd HH:MM:SS`.
@@ -32,7 +32,7 @@ _UNIX_PEERS = frozenset({"unix:", "unix"})
 SYSLOG = re.compile(
     r"(?:<\d{1,3}>\d? ?)?"
     r"(?:[A-Za-z]{3} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
-    r" \S+ ([^\s\[:]+)(?:\[\d+\])?: "
+    r"(?: \S+)? ([^\s\[:]+)(?:\[\d+\])?: "  # the host is optional (HAProxy to a remote syslog)
 ).match
 _METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}").fullmatch
 _CLF_TIME = re.compile(
@@ -267,6 +267,26 @@ def json_loads(text: str) -> Any:
         if "\\x" not in text:
             raise
     return json.loads(_BYTE_ESCAPE.sub(r"\1\\\\\2", text))
+
+
+# Lines of other programs that share a stream with an access log, clearly not access lines: Apache's
+# error log (`[Tue Mar 21 08:52:32.123456 2025] [core:error] ...`), application logs led by a level
+# (Spring Boot `2025-03-21 08:52:32.123  INFO 1 --- [main] ...`, with or without the stamp), a shell
+# prompt (`user@host:~$ ...`).
+_OTHER_PROGRAM = re.compile(
+    r"\s*(?:"
+    r"\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4}\] \[[\w:]+\] "
+    r"|(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? +)?"
+    r"(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\b"
+    r"|[\w.-]+@[\w.-]+:[^\s$#]*[$#] "
+    r")",
+    re.ASCII,
+).match
+
+
+def other_program(text: str) -> bool:
+    """True for a line that is clearly another program's (error log, application log, shell prompt)."""
+    return _OTHER_PROGRAM(text) is not None
 
 
 def json_object(text: str) -> dict[str, Any] | Reject:

@@ -33,6 +33,7 @@ from monitor.parsers.common import (
     MONTHS,
     SYSLOG,
     client_and_peer,
+    other_program,
     peer_address,
     split_request,
 )
@@ -107,6 +108,8 @@ def _parse(line: str, ctx: ParseContext) -> ParseResult:
             return Skip("HAProxy connection log, not an HTTP request")
         if _MESSAGE(text) or (header is not None and not _ADDR_DATE(text)):
             return Skip("HAProxy message")
+        if other_program(text):
+            return Skip("another program's line (error or application log)")
         return Reject("not an HAProxy httplog line")
     ip, _port, date, millis, _fe, _be, _tr, _tw, _tc, _tr2, ta, status, size, captures, request = m.groups()
     peer = LOCAL_PEER if ip == "-" else peer_address(ip)

@@ -34,6 +34,7 @@ from monitor.parsers.common import (
     inert,
     json_object,
     number,
+    other_program,
     peer_address,
     split_host_port,
     split_request,
@@ -123,7 +124,7 @@ def _text(text: str, ctx: ParseContext) -> ParseResult:
     m = _TEXT(text)
     groups = m.groups() if m is not None else _raw_quote_groups(text)
     if groups is None:
-        if _MESSAGE(text) or not text:
+        if _MESSAGE(text) or not text or other_program(text):
             return Skip("not a Traefik access record")
         return Reject("not a Traefik access line")
     host, _user, ts, request, status, size, agent, _count, millis = groups

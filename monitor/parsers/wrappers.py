@@ -17,6 +17,11 @@ Kinds (`detect` tells which one a line has, `peel` removes it):
   optional `<PRI>`, and RFC 5424 (`<165>1 TIME HOST APP PROCID MSGID SD `).
 - `compose`: docker compose's `ollama-1  | ` (optionally coloured).
 - `kubectl`: `kubectl logs --prefix`'s `[pod/name/container] `.
+- `timestamp`: `docker logs -t` / `kubectl logs --timestamps` RFC 3339 stamps, Docker Desktop's local
+  `YYYY-MM-DD HH:MM:SS ` (the stamp is kept as the envelope's time).
+- `process-manager`: `[0] ` of concurrently / npm-run-all.
+- `grep`: a `path:` that `grep -r`/`grep -H` puts before a JSON record.
+- `compose` also covers `docker service logs` (`name.1.taskid@node    | `).
 
 One level is peeled: the wrapped text is the program's own line. Peeling never raises.
 """
@@ -35,8 +40,11 @@ JOURNAL_JSON = "journal-json"
 SYSLOG = "syslog"
 COMPOSE = "compose"
 KUBECTL = "kubectl"
+STAMP = "timestamp"
+PROCESS = "process-manager"
+GREP = "grep"
 
-KINDS = (PLAIN, DOCKER, CRI, JOURNAL_JSON, SYSLOG, COMPOSE, KUBECTL)
+KINDS = (PLAIN, DOCKER, CRI, JOURNAL_JSON, SYSLOG, COMPOSE, KUBECTL, STAMP, PROCESS, GREP)
 
 _SYSLOG_TIME = (
     r"(?:"
@@ -48,12 +56,23 @@ _SYSLOG_TIME = (
 )
 _SYSLOG = re.compile(
     r" *+(?:"
-    r"(?:<\d{1,3}>)?" + _SYSLOG_TIME + r" \S+ \S+?(?:\[\d+\])?: "
+    r"(?:<\d{1,3}>)?"
+    + _SYSLOG_TIME
+    + r"(?: \S+)? \S+?(?:\[\d+\])?: "  # host optional (HAProxy to remote syslog)
     r"|<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*+\])+) "  # RFC 5424
     r")",
     re.ASCII,
 )
-_COMPOSE = re.compile(r"(?:\x1b\[[0-9;]*m)?[\w.-]+ *\|(?:\x1b\[[0-9;]*m)? ", re.ASCII)
+_COMPOSE = re.compile(
+    r"(?:\x1b\[[0-9;]*m)?[\w.@-]+ *\|(?:\x1b\[[0-9;]*m)? ", re.ASCII
+)  # swarm: name.1.id@node
+# `docker logs -t`, `kubectl logs --timestamps` (RFC 3339 nanoseconds), Docker Desktop (local `YYYY-MM-DD HH:MM:SS`).
+_STAMP = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) +",
+    re.ASCII,
+)
+_PROCESS = re.compile(r"\[\d{1,4}\] ", re.ASCII)  # concurrently, npm-run-all: `[0] `
+_GREP = re.compile(r"[^\s:{\[\]\"]{1,1024}:(?=\{)")  # `grep -r` / `grep -H`: `path:` before a JSON record
 _KUBECTL = re.compile(r"\[[^\]\s/]+/[^\]\s/]+/[^\]\s]+\] ", re.ASCII)
 _CRI = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) (stdout|stderr) ([FP])(?: |$)", re.ASCII)
 # Text prefixes are short (a host name is at most 255 bytes): never scan further into a hostile line.
@@ -94,8 +113,8 @@ def _candidates(line: str) -> tuple[str, ...]:
             return (JOURNAL_JSON,)
         return ()
     if line.startswith("["):
-        return (KUBECTL,)
-    return (CRI, SYSLOG, COMPOSE)
+        return (KUBECTL, PROCESS)
+    return (CRI, SYSLOG, COMPOSE, STAMP, GREP)
 
 
 def peel(kind: str, line: str) -> Peeled | None:
@@ -111,6 +130,15 @@ def peel(kind: str, line: str) -> Peeled | None:
     if kind == KUBECTL:
         m = _KUBECTL.match(line, 0, _PREFIX_SPAN)
         return None if m is None else Peeled(KUBECTL, line[m.end() :])
+    if kind == STAMP:
+        m = _STAMP.match(line, 0, _PREFIX_SPAN)
+        return None if m is None else Peeled(STAMP, line[m.end() :], time=m[1])
+    if kind == PROCESS:
+        m = _PROCESS.match(line, 0, _PREFIX_SPAN)
+        return None if m is None else Peeled(PROCESS, line[m.end() :])
+    if kind == GREP:
+        m = _GREP.match(line, 0, _PREFIX_SPAN)
+        return None if m is None else Peeled(GREP, line[m.end() :])
     if kind == CRI:
         m = _CRI.match(line, 0, _PREFIX_SPAN)
         if m is None:
@@ -145,7 +173,9 @@ def _docker(line: str) -> Peeled | None:
     ):
         return None
     time_text = time if isinstance(time, str) else None
-    if log.endswith("\n"):
+    if log.endswith("\n") or ("stream" not in record and "time" not in record):
+        # Docker's json-file always writes stream and time; a record with only `log` (another
+        # shipper's export) is a whole line, not a piece of one.
         return Peeled(DOCKER, _chomp(log), False, stream, time_text)
     return Peeled(DOCKER, log, True, stream, time_text)
 
