@@ -14,7 +14,8 @@ Kinds (`detect` tells which one a line has, `peel` removes it):
 - `syslog`: a text prefix from journald or a syslog daemon: `Jan 28 05:05:38 host ollama[373]: ` (the
   month name may be in any language, so the shape is matched, not the names), `short-precise`,
   `short-iso`, `short-full`, `short-unix`, RFC 3339 (`2025-01-28T05:05:38.12+00:00 host tag: `), an
-  optional `<PRI>`, and RFC 5424 (`<165>1 TIME HOST APP PROCID MSGID SD `).
+  optional `<PRI>` and an optional host, RFC 5424 (`<165>1 TIME HOST APP PROCID MSGID SD `), and a
+  `prog[pid]: ` tag alone.
 - `compose`: docker compose's `ollama-1  | ` (optionally coloured).
 - `kubectl`: `kubectl logs --prefix`'s `[pod/name/container] `.
 - `timestamp`: `docker logs -t` / `kubectl logs --timestamps` RFC 3339 stamps, Docker Desktop's local
@@ -60,6 +61,7 @@ _SYSLOG = re.compile(
     + _SYSLOG_TIME
     + r"(?: \S+)? \S+?(?:\[\d+\])?: "  # host optional (HAProxy to remote syslog)
     r"|<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*+\])+) "  # RFC 5424
+    r"|(?:<\d{1,3}>)?[\w./-]{1,64}\[\d{1,10}\]: "  # a tag alone (HAProxy's documented examples)
     r")",
     re.ASCII,
 )
