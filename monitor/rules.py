@@ -409,31 +409,26 @@ class RulesEngine:
         from monitor.parsers import first_forwarded, forwarded_unreadable
 
         hits = []
-        unreadable: list[Request] = []
+        unreadable: list[Request] = []  # a trusted proxy forwarded a hop that is no address
         for r in reqs:
-            if not r.forwarded_for:
-                continue
-            if r.peer_ip is None:
+            if r.forwarded_for and r.peer_ip is None:
                 claimed = first_forwarded(r.forwarded_for)
                 if claimed is not None and claimed != ip:
                     hits.append((r, claimed))
-            elif forwarded_unreadable(r.client_ip, r.peer_ip):
-                unreadable.append(r)  # a trusted proxy forwarded a hop that is no address
-        if not hits and not unreadable:
-            return []
+            elif r.forwarded_for and forwarded_unreadable(r.client_ip, r.peer_ip):
+                unreadable.append(r)
+        ts = hits[0][0].ts if hits else unreadable[0].ts if unreadable else None
         key = f"forwarded-mismatch:{ip}"
-        ts = (hits[0][0] if hits else unreadable[0]).ts
-        if not self.gate(key, "forwarded-mismatch", ts):
+        if ts is None or not self.gate(key, "forwarded-mismatch", ts):
             return []
         claimed_ips = sorted({c for _, c in hits})
         who = self._who(ip, self.known.status(ip))
-        if hits:
-            title, message = rules_text.forwarded_text(ip, who, source, ts, len(hits), claimed_ips)
-        else:
-            values = sorted({r.forwarded_for or "" for r in unreadable})
-            title, message = rules_text.forwarded_unreadable_text(
-                ip, who, source, ts, len(unreadable), values
-            )
+        values = sorted({r.forwarded_for or "" for r in unreadable})
+        title, message = (
+            rules_text.forwarded_text(ip, who, source, ts, len(hits), claimed_ips)
+            if hits
+            else rules_text.forwarded_unreadable_text(ip, who, source, ts, len(unreadable), values)
+        )
         return [
             Alert(
                 ts,
