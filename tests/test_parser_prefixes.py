@@ -135,3 +135,41 @@ def test_check_and_ingest_read_standard_input(tmp_path: Path, cli: CliRunner) ->
     assert (stored["path"], stored["source"], stored["inserted"]) == ("-", "stdin", 2)
     again = cli("--config", str(config), "ingest", "--json", "-", input=text)
     assert json.loads(again.stdout)["files"][0]["inserted"] == 0  # idempotent, like a file
+
+
+RAW_BYTES = [
+    (
+        b'203.0.113.40 - - [21/Mar/2025:08:52:35 +0000] "GET /a\xff\xfe HTTP/1.1" 404 19 "-" "curl/8.5.0 \xff" 21 '
+        b'"ollama@docker" "http://172.18.0.5:11434" 0ms',
+        "traefik",
+    ),
+    (
+        b"Dec  9 13:01:26 localhost haproxy[28029]: 203.0.113.41:39759 [09/Dec/2013:12:59:46.633] loadbalancer "
+        b'default/instance8 0/51536/1/48082/99627 200 83285 - - ---- 87/87/87/1/0 0/67 {\xff\xfe} "GET /p/\xff HTTP/1.1"',
+        "haproxy",
+    ),
+    (b'203.0.113.42 - - [21/Mar/2025:08:52:35 +0000] "GET /a\xff HTTP/1.1" 404 19 "-" "curl \xff"', "nginx"),
+    (
+        b'{"level":"info","ts":1700000000.1,"logger":"http.log.access","msg":"handled request","request":'
+        b'{"remote_ip":"203.0.113.43","method":"GET","uri":"/\xff","headers":{"User-Agent":["x\xff"]}},'
+        b'"status":200,"size":1,"duration":0.1}',
+        "caddy",
+    ),
+    (
+        b'{"ClientAddr":"203.0.113.44:5555","DownstreamStatus":200,"Duration":1000000,"RequestMethod":"POST",'
+        b'"RequestPath":"/api/pull\xff","StartUTC":"2025-03-21T08:52:44Z"}',
+        "traefik",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "fmt"), RAW_BYTES, ids=[f"{f}-{i}" for i, (_r, f) in enumerate(RAW_BYTES)])
+def test_raw_non_utf8_bytes_never_hide_the_sender(raw: bytes, fmt: str) -> None:
+    """Bytes as the readers decode them (UTF-8, backslashreplace): parsed, the bytes visible as `\\xHH`."""
+    text = raw.decode("utf-8", "backslashreplace")
+    for given in (fmt, "auto"):
+        decoder = LineDecoder(given)
+        result = decoder.decode(text)
+        assert isinstance(result, Request), (given, result)
+        assert result.client_ip.startswith("203.0.113.") and decoder.detected == fmt
+        assert result.path is not None and "\\xff" in result.path
