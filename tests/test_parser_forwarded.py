@@ -171,3 +171,15 @@ def test_traefik_clf_hostile_quotes_stay_linear() -> None:
     start = time.process_time()
     parsers.get("traefik").parse(line, ParseContext())
     assert time.process_time() - start < 1.0
+
+
+def test_haproxy_captured_forwarded_chain_is_walked_from_the_right() -> None:
+    base = (
+        "127.0.0.20:39759 [09/Dec/2013:12:59:46.633] loadbalancer default/instance8 0/51536/1/48082/99627 "
+        '200 83285 - - ---- 87/87/87/1/0 0/67 {%s} "POST /api/pull HTTP/1.1"'
+    )
+    parse = parsers.get("haproxy").parse
+    spoofed = parse(base % "10.0.0.5, 203.0.113.50", CTX)
+    assert isinstance(spoofed, Request) and spoofed.client_ip == "203.0.113.50"
+    hidden = parse(base % "unknown", CTX)  # what Squid sends with forwarded_for off
+    assert isinstance(hidden, Request) and (hidden.client_ip, hidden.peer_ip) == (PROXY, PROXY)

@@ -34,12 +34,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.parsers import ParseContext, canonical_ip, forwarded_hop, register, resolve_client
+from monitor.parsers import ParseContext, canonical_ip, register, resolve_client
 from monitor.parsers.common import (
     SYSLOG,
     any_time,
     clf_time,
     client_and_peer,
+    forwarded_shape,
     inert,
     json_object,
     number,
@@ -86,25 +87,6 @@ _LAST: tuple[str, datetime] = ("", datetime(1970, 1, 1, tzinfo=UTC))  # (time te
 # --- CLF text ------------------------------------------------------------------------------------
 
 
-_HOP_TOKEN = re.compile(r"[\w.:\[\]%-]{1,64}", re.ASCII).fullmatch
-_IPISH = re.compile(
-    r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(?::[0-9]{1,5})?"
-).fullmatch
-
-
-def _forwarded_shape(quoted: str) -> bool:
-    """An X-Forwarded-For value whose left-most hop is no address: `garbage, 203.0.113.11`, `unknown`,
-    `010.000.000.005`, `203.0.113.12:4444`. Taken as forwarded so that a trusted peer's chain is walked
-    (and an unreadable hop reported) instead of the value being ignored."""
-    hops = quoted.split(",")
-    if len(hops) > 32:
-        return False
-    stripped = [h.strip() for h in hops]
-    if not all(_HOP_TOKEN(h) for h in stripped):
-        return False
-    return any(h.lower() == "unknown" or _IPISH(h) or forwarded_hop(h) for h in stripped)
-
-
 def _extras(tail: str) -> tuple[str | None, float | None]:
     """Read forwarded-for and $request_time (ms) from the fields after the user agent."""
     if tail == ' "-"':  # the packaged nginx `main` format
@@ -130,7 +112,7 @@ def _extras(tail: str) -> tuple[str | None, float | None]:
             if not seen_quoted and (
                 quoted == "-"
                 or canonical_ip(quoted.split(",", 1)[0].strip()) is not None
-                or _forwarded_shape(quoted)
+                or forwarded_shape(quoted)
             ):
                 seen_quoted = True
                 forwarded = None if quoted == "-" else quoted

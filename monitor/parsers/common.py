@@ -7,6 +7,8 @@
   `any_time`: unix seconds, ISO 8601, CLF or `yyyy/mm/dd HH:MM:SS`.
 - `unescape`: nginx `\\xHH` and Apache `\\"`, `\\\\`, `\\xhh` escapes back to text, control characters kept
   escaped; `inert`: control characters in unescaped (JSON) text escaped the same way.
+- `forwarded_shape`: does a logged value look like an X-Forwarded-For chain (even one whose hops are no
+  addresses)?
 - `number`, `text_or_none`: JSON/log values to float or text.
 - `peer_address`, `split_host_port`, `client_and_peer`: peer fields to canonical addresses (a Unix-domain
   socket peer is LOCAL_PEER), and the client behind trusted proxies.
@@ -23,7 +25,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from monitor.parsers import ParseContext, canonical_ip, resolve_client
+from monitor.parsers import ParseContext, canonical_ip, forwarded_hop, resolve_client
 from monitor.records import Reject
 
 LOCAL_PEER = "127.0.0.1"
@@ -113,6 +115,24 @@ def unescape(text: str) -> str:
 
 
 _unescape = unescape
+
+_HOP_TOKEN = re.compile(r"[\w.:\[\]%-]{1,64}", re.ASCII).fullmatch
+_IPISH = re.compile(
+    r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(?::[0-9]{1,5})?"
+).fullmatch
+
+
+def forwarded_shape(quoted: str) -> bool:
+    """An X-Forwarded-For value whose left-most hop is no address: `garbage, 203.0.113.11`, `unknown`,
+    `010.000.000.005`, `203.0.113.12:4444`. Taken as forwarded so that a trusted peer's chain is walked
+    (and an unreadable hop reported) instead of the value being ignored."""
+    hops = quoted.split(",")
+    if len(hops) > 32:
+        return False
+    stripped = [h.strip() for h in hops]
+    if not all(_HOP_TOKEN(h) for h in stripped):
+        return False
+    return any(h.lower() == "unknown" or _IPISH(h) or forwarded_hop(h) for h in stripped)
 
 
 def split_request(request: str, decode: bool = True) -> tuple[str | None, str | None]:

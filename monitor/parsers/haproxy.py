@@ -33,6 +33,7 @@ from monitor.parsers.common import (
     MONTHS,
     SYSLOG,
     client_and_peer,
+    forwarded_shape,
     other_program,
     peer_address,
     split_request,
@@ -84,7 +85,9 @@ def _captures(block: str) -> tuple[str | None, str | None]:
             item = item.strip()
             if not item:
                 continue
-            if forwarded is None and canonical_ip(item.split(",", 1)[0].strip()) is not None:
+            if forwarded is None and (
+                canonical_ip(item.split(",", 1)[0].strip()) is not None or forwarded_shape(item)
+            ):
                 forwarded = item
             elif agent is None and _AGENT(item) and "://" not in item:
                 agent = item
