@@ -39,6 +39,7 @@ NGINX_JSON = (
         ("ollama-1  | " + GIN, wr.COMPOSE, "192.168.70.194"),
         ("[0] " + COMBINED, wr.PROCESS, "172.17.0.1"),
         ("/var/log/nginx/access.log:" + NGINX_JSON, wr.GREP, "172.31.68.234"),
+        ("access.log.1:42:" + NGINX_JSON, wr.GREP, "172.31.68.234"),
         (json.dumps({"log": COMBINED}), wr.DOCKER, "172.17.0.1"),
         ("<134>Nov 22 17:19:05 nginx: " + COMBINED, wr.SYSLOG, "172.17.0.1"),
     ],

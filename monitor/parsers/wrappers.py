@@ -21,7 +21,7 @@ Kinds (`detect` tells which one a line has, `peel` removes it):
 - `timestamp`: `docker logs -t` / `kubectl logs --timestamps` RFC 3339 stamps, Docker Desktop's local
   `YYYY-MM-DD HH:MM:SS ` (the stamp is kept as the envelope's time).
 - `process-manager`: `[0] ` of concurrently / npm-run-all.
-- `grep`: a `path:` that `grep -r`/`grep -H` puts before a JSON record.
+- `grep`: a `path:` (`path:N:` with `-n`) that `grep -r`/`grep -H` puts before a JSON record.
 - `compose` also covers `docker service logs` (`name.1.taskid@node    | `).
 
 One level is peeled: the wrapped text is the program's own line. Peeling never raises.
@@ -74,7 +74,8 @@ _STAMP = re.compile(
     re.ASCII,
 )
 _PROCESS = re.compile(r"\[\d{1,4}\] ", re.ASCII)  # concurrently, npm-run-all: `[0] `
-_GREP = re.compile(r"[^\s:{\[\]\"]{1,1024}:(?=\{)")  # `grep -r` / `grep -H`: `path:` before a JSON record
+# `grep -r` / `grep -H` (`path:`) and `grep -n` (`path:123:`) before a JSON record.
+_GREP = re.compile(r"[^\s:{\[\]\"]{1,1024}:(?:\d{1,12}:)?(?=\{)")
 _KUBECTL = re.compile(r"\[[^\]\s/]+/[^\]\s/]+/[^\]\s]+\] ", re.ASCII)
 _CRI = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) (stdout|stderr) ([FP])(?: |$)", re.ASCII)
 # Text prefixes are short (a host name is at most 255 bytes): never scan further into a hostile line.
