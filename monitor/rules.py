@@ -22,7 +22,9 @@ Rules (ids from config.RULE_IDS; each can be disabled in `[rules] disabled`):
 - direct-access: Ollama's own log shows a non-loopback client that no proxy source saw, while a proxy
   source is configured: someone bypasses the proxy.
 - forwarded-mismatch: a forwarded-for value from a peer that is not a trusted proxy, naming another
-  address (a spoofing attempt, or trusted_proxies is missing the proxy).
+  address (a spoofing attempt, or trusted_proxies is missing the proxy); or a forwarded-for chain
+  from a trusted proxy whose next hop is not an address (`unknown`, `garbage`, `010.000.000.005`), which
+  hides the sender behind that proxy.
 """
 
 from __future__ import annotations
@@ -404,23 +406,28 @@ class RulesEngine:
         ]
 
     def _forwarded(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
-        from monitor.parsers import first_forwarded
+        from monitor.parsers import first_forwarded, forwarded_unreadable
 
         hits = []
+        unreadable: list[Request] = []  # a trusted proxy forwarded a hop that is no address
         for r in reqs:
             if r.forwarded_for and r.peer_ip is None:
                 claimed = first_forwarded(r.forwarded_for)
                 if claimed is not None and claimed != ip:
                     hits.append((r, claimed))
-        if not hits:
-            return []
+            elif r.forwarded_for and forwarded_unreadable(r.client_ip, r.peer_ip):
+                unreadable.append(r)
+        ts = hits[0][0].ts if hits else unreadable[0].ts if unreadable else None
         key = f"forwarded-mismatch:{ip}"
-        ts = hits[0][0].ts
-        if not self.gate(key, "forwarded-mismatch", ts):
+        if ts is None or not self.gate(key, "forwarded-mismatch", ts):
             return []
         claimed_ips = sorted({c for _, c in hits})
-        title, message = rules_text.forwarded_text(
-            ip, self._who(ip, self.known.status(ip)), source, ts, len(hits), claimed_ips
+        who = self._who(ip, self.known.status(ip))
+        values = sorted({r.forwarded_for or "" for r in unreadable})
+        title, message = (
+            rules_text.forwarded_text(ip, who, source, ts, len(hits), claimed_ips)
+            if hits
+            else rules_text.forwarded_unreadable_text(ip, who, source, ts, len(unreadable), values)
         )
         return [
             Alert(

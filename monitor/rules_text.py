@@ -48,6 +48,7 @@ def _via(source: str) -> str:
 
 def who(ip: str, name: str | None, status: Status) -> str:
     """`ip (name, status)`, or `ip (status)` for a source without a name."""
+    ip = ip or "unknown client"
     return f"{ip} ({name}, {status.value})" if name else f"{ip} ({status.value})"
 
 
@@ -85,6 +86,16 @@ def unknown_source_text(
         "escalated": "An unknown source moved on to more dangerous endpoints",
         "still active": "An unknown source is still using the Ollama API",
     }[reason]
+    if not ip:  # the line named no address (Gin's empty client column): still a sender we do not know
+        message = (
+            f"{what}.\nSource: unknown client (the log line gives no address){_via(source)}\n"
+            f"When: {_fmt_ts(ts)} (first seen {_fmt_ts(first_seen)}; {total} request(s) so far)\n"
+            f"Calls: {_calls(reqs)}\n"
+            f"Why: Ollama logged no client address (a unix-socket peer, or an empty forwarded header), so "
+            f"no allow-list can vouch for it.\n"
+            f"Next: find the request in the log of whatever connects to Ollama's socket or proxy."
+        )
+        return f"Unknown source (unknown client) {reason} using the Ollama API", message
     message = (
         f"{what}.\nSource: {ip} (unknown){_via(source)}\n"
         f"When: {_fmt_ts(ts)} (first seen {_fmt_ts(first_seen)}; {total} request(s) so far)\n"
@@ -189,6 +200,23 @@ def forwarded_text(
         f"and block it if unwanted: {block_hint(ip)}"
     )
     return f"Forwarded-for from untrusted peer {ip}", message
+
+
+def forwarded_unreadable_text(
+    ip: str, source_who: str, source: str, ts: datetime, count: int, values: Sequence[str]
+) -> tuple[str, str]:
+    """`count` requests from the trusted proxy `ip` whose X-Forwarded-For chain has a hop that is no address."""
+    shown = ", ".join(repr(v[:80]) for v in values[:3])
+    message = (
+        f"{count} request(s) came through the trusted proxy {ip} with an X-Forwarded-For hop that is not an "
+        f"address ({shown}), so the sender behind it is unknown.\n"
+        f"Source: {source_who}{_via(source)}\nWhen: {_fmt_ts(ts)}\n"
+        f"Why: a client can write any text into X-Forwarded-For; the chain is read from the right up to the "
+        f"first hop that is not a trusted proxy, and a hop that cannot be read hides who sent the request.\n"
+        f"Next: check the proxy in front of {ip} (it should append the peer address with "
+        f"$proxy_add_x_forwarded_for) and look up the request in its own log."
+    )
+    return f"Unreadable forwarded-for behind trusted proxy {ip}", message
 
 
 def direct_text(ip: str, source_who: str, source: str, ts: datetime, req: Request) -> tuple[str, str]:

@@ -228,3 +228,147 @@ def _wait_ready(db: Path, timeout: float = 30.0) -> None:
                 pass
         time.sleep(0.2)
     raise TimeoutError("the daemon did not start")
+
+
+# Impersonation through a real front proxy (issue 13, item 1). The front server sets
+# `X-Forwarded-For $proxy_add_x_forwarded_for` (what the sender wrote, then the peer nginx saw) and
+# forwards from 127.0.0.20 to a second server, whose `main`-style log the monitor reads with
+# trusted_proxies = 127.0.0.20. Each hidden client binds its own loopback address.
+PAYLOADS = {
+    "127.0.9.11": "10.0.0.5",
+    "127.0.9.12": "garbage, 203.0.113.11",
+    "127.0.9.13": "unknown",
+    "127.0.9.14": "203.0.113.12:4444",
+    "127.0.9.15": "[2001:db8::12]:4444",
+    "127.0.9.16": "010.000.000.005",
+}
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_forwarded_for_impersonation_through_real_nginx(tmp_path: Path, stub_ollama: int) -> None:
+    binary = services.nginx_binary()
+    services.require("nginx (apt-get install nginx-light)", binary)
+    assert binary is not None
+    root = tmp_path / "nginx"
+    (root / "tmp").mkdir(parents=True)
+    root.chmod(0o755)
+    (root / "tmp").chmod(0o777)
+    front, inner = services.free_port(), services.free_port()
+    log = root / "inner.log"
+    log.touch()
+    log.chmod(0o666)
+    user = "user root;" if os.geteuid() == 0 else ""
+    (root / "nginx.conf").write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  log_format main '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+                  '"$http_referer" "$http_user_agent" "$http_x_forwarded_for"';
+  client_body_temp_path {root}/tmp/body;
+  proxy_temp_path {root}/tmp/proxy;
+  fastcgi_temp_path {root}/tmp/fastcgi;
+  uwsgi_temp_path {root}/tmp/uwsgi;
+  scgi_temp_path {root}/tmp/scgi;
+  access_log off;
+  server {{
+    listen 127.0.0.1:{front};
+    location / {{
+      proxy_pass http://127.0.0.1:{inner};
+      proxy_bind 127.0.0.20;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{inner};
+    access_log {log} main;
+    location / {{
+      proxy_pass http://127.0.0.1:{stub_ollama};
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(
+        [binary, "-c", str(root / "nginx.conf"), "-p", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        services.wait_port("127.0.0.1", front)
+        with HttpReceiver() as hook:
+            config = tmp_path / "monitor.toml"
+            config.write_text(f"""
+[database]
+url = "sqlite:///{tmp_path / "monitor.db"}"
+
+[daemon]
+poll_seconds = 0.2
+
+[[sources]]
+name = "inner"
+path = "{log}"
+format = "nginx"
+start_at = "beginning"
+trusted_proxies = ["127.0.0.20/32"]
+
+[known]
+allow = ["127.0.0.1/32", "127.0.0.20/32"]
+admins = ["10.0.0.5/32"]
+
+[detector]
+model_dir = "{tmp_path / "models"}"
+
+[alerts]
+urls = ["{hook.apprise_url()}"]
+min_severity = "info"
+digest_threshold = 100
+max_per_hour = 1000
+""")
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                env=isolated_env(tmp_path),
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                _wait_ready(tmp_path / "monitor.db")
+                for client, forged in PAYLOADS.items():
+                    conn = http.client.HTTPConnection(
+                        "127.0.0.1", front, timeout=10, source_address=(client, 0)
+                    )
+                    try:
+                        conn.request("POST", "/api/pull", body=b"{}", headers={"X-Forwarded-For": forged})
+                        conn.getresponse().read()
+                    finally:
+                        conn.close()
+                deadline = time.monotonic() + 10
+                while log.read_text().count("\n") < len(PAYLOADS) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                logged = log.read_text()
+                assert all(f'"{forged}, {client}"' in logged for client, forged in PAYLOADS.items()), logged
+                deadline = time.monotonic() + 30
+                missing = set(PAYLOADS)
+                while missing and time.monotonic() < deadline:
+                    received = json.dumps([r.json for r in hook.received()])
+                    missing = {ip for ip in PAYLOADS if ip not in received}
+                    time.sleep(0.3)
+                assert not missing, f"no alert names {sorted(missing)}: {hook.received()}"
+                pulls = [
+                    r.json
+                    for r in hook.received()
+                    if "pull" in json.dumps(r.json) and "10.0.0.5 (admin" in json.dumps(r.json)
+                ]
+                assert pulls == [], "a forged X-Forwarded-For was believed as the admin"
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                _out, err = daemon.communicate(timeout=15)
+            assert "Traceback" not in err, err
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -41,6 +43,24 @@ format_option = click.option(
 )
 
 
+STDIN = Path("-")
+STDIN_SOURCE = "stdin"
+
+
+@contextmanager
+def _stdin_spooled(files: tuple[Path, ...]) -> Iterator[tuple[Path, ...]]:
+    """Replace `-` in FILES by a private copy of standard input (read once, to its end), so that the
+    file readers (gzip detection, fingerprint, resumable batches) work on it unchanged."""
+    if STDIN not in files:
+        yield files
+        return
+    with tempfile.TemporaryDirectory(prefix="ollama-monitor-stdin-") as tmp:
+        spool = Path(tmp) / "stdin"
+        with spool.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1024 * 1024)
+        yield tuple(spool if p == STDIN else p for p in files)
+
+
 @click.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @format_option
@@ -50,13 +70,19 @@ format_option = click.option(
 def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, show_rejects: bool) -> None:
     """Parse log FILES without storing anything and report what was read (like fail2ban-regex).
 
+    `-` reads standard input (`docker logs ollama 2>&1 | ollama-monitor check -`).
     Exit status: 0 when every file was read, 1 when one could not be read.
     """
     reports = []
-    for path in files:
-        source = _source(env, path)
-        fmt_used = fmt or (source.format if source else "auto")
-        reports.append(check_file(path, fmt_used, context_for(source)))
+    with _stdin_spooled(files) as paths:
+        for given, path in zip(files, paths, strict=True):
+            source = None if given == STDIN else _source(env, path)
+            fmt_used = fmt or (source.format if source else "auto")
+            report = check_file(path, fmt_used, context_for(source))
+            if given == STDIN:
+                report.path = "-"
+                report.error = report.error and report.error.replace(str(path), "-")
+            reports.append(report)
     if as_json:
         _print_json(env, {"files": [_report_json(r, rejects=show_rejects) for r in reports]})
     else:
@@ -92,13 +118,14 @@ def ingest(
     as_json: bool,
     serial: bool,
 ) -> None:
-    """Backfill log FILES (plain or .gz) into the database.
+    """Backfill log FILES (plain or .gz) into the database. `-` reads standard input (source name
+    "stdin" unless --source says otherwise).
 
     Idempotent: a line already stored is never stored again, and a file read before resumes where it
     stopped. Malformed lines are counted and kept as rejects. Exit status 1 when a file could not be read
     (66 when none of the files exists).
     """
-    missing = [p for p in files if not p.exists()]
+    missing = [p for p in files if p != STDIN and not p.exists()]
     if len(missing) == len(files):
         # Fail before opening the database: a typo should not create one.
         raise SourceError(
@@ -108,10 +135,10 @@ def ingest(
     reports: list[FileReport] = []
     try:
         show_progress = env.err.is_terminal and not as_json
-        with _progress(env, show_progress) as progress:
-            for path in files:
-                source = _source(env, path)
-                name = source_name or (source.name if source else _default_name(path))
+        with _progress(env, show_progress) as progress, _stdin_spooled(files) as paths:
+            for given, path in zip(files, paths, strict=True):
+                source = None if given == STDIN else _source(env, path)
+                name = source_name or (source.name if source else _default_name(given))
                 fmt_used = fmt or (source.format if source else "auto")
                 task = None
                 if progress is not None:
@@ -131,6 +158,8 @@ def ingest(
                 )
                 if progress is not None and task is not None:
                     progress.update(task, completed=progress.tasks[task].total or 0)
+                if given == STDIN:
+                    report.path = "-"
                 reports.append(report)
     finally:
         store.close()
@@ -148,7 +177,9 @@ def _source(env: Env, path: Path) -> SourceSettings | None:
 
 
 def _default_name(path: Path) -> str:
-    """access.log, access.log.1, access.log.2.gz, access.log-20250101 -> 'access'."""
+    """access.log, access.log.1, access.log.2.gz, access.log-20250101 -> 'access'; `-` -> 'stdin'."""
+    if path == STDIN:
+        return STDIN_SOURCE
     name = path.name.removesuffix(".gz")
     name = re.sub(r"[.-]\d+$", "", name)
     return name.removesuffix(".log") or "ingest"

@@ -6,8 +6,9 @@ header, request line, CLF time, unescaping, unix-socket peers) are in `monitor.p
 
 What a line may look like, and what it parses to:
 - `combined` / `common`, optionally prefixed by a virtual host (`host `, `host:port `), optionally
-  followed by extra fields. Extras are read by shape: the first quoted extra that is `"-"` or starts
-  with an IP address is `$http_x_forwarded_for`; the first bare `N.NNN` number (nginx prints
+  followed by extra fields. Extras are read by shape: the first quoted extra that is `"-"`, starts
+  with an IP address, or is a comma list of address-like hops (`garbage, 203.0.113.11`, `unknown`,
+  `203.0.113.12:4444`) is `$http_x_forwarded_for`; the first bare `N.NNN` number (nginx prints
   `$request_time` and `$upstream_response_time` with exactly three decimals) is `$request_time`, in
   seconds. Integer extras (Apache `%D`/`%T`, `$request_length`) are ambiguous and ignored.
 - An optional syslog header (`Mon DD HH:MM:SS host prog[pid]: ` or RFC 3339) is stripped.
@@ -39,9 +40,11 @@ from monitor.parsers.common import (
     any_time,
     clf_time,
     client_and_peer,
+    forwarded_shape,
     inert,
     json_object,
     number,
+    other_program,
     peer_address,
     split_host_port,
     split_request,
@@ -107,7 +110,9 @@ def _extras(tail: str) -> tuple[str | None, float | None]:
         quoted, bare = m.group(1), m.group(2)
         if quoted is not None:
             if not seen_quoted and (
-                quoted == "-" or canonical_ip(quoted.split(",", 1)[0].strip()) is not None
+                quoted == "-"
+                or canonical_ip(quoted.split(",", 1)[0].strip()) is not None
+                or forwarded_shape(quoted)
             ):
                 seen_quoted = True
                 forwarded = None if quoted == "-" else quoted
@@ -126,6 +131,8 @@ def _clf_slow(line: str, ctx: ParseContext) -> ParseResult:
     if m is None:
         if _NGINX_ERROR(line):
             return Skip("nginx error log line")
+        if other_program(line):
+            return Skip("another program's line (error or application log)")
         return Reject("not a common/combined log line")
     prefix, ts, request, status, size, agent, tail = m.groups()
     tokens = prefix.split()

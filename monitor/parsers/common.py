@@ -1,12 +1,14 @@
 """Helpers shared by the proxy access-log parsers (clf, caddy, traefik, haproxy).
 
-- `SYSLOG`: matches an optional syslog header (`Mon DD HH:MM:SS host prog[pid]: ` or RFC 3339); group 1
-  is the program name.
+- `SYSLOG`: matches an optional syslog header (`<PRI>Mon DD HH:MM:SS host prog[pid]: ` or RFC 3339, the
+  `<PRI>` and host optional); group 1 is the program name.
 - `split_request`: a logged request line to (method, path); anything that is not one stays the path.
 - `clf_time`: `dd/Mon/yyyy:HH:MM:SS +zzzz` (and variants) to a UTC datetime, fast and cached;
   `any_time`: unix seconds, ISO 8601, CLF or `yyyy/mm/dd HH:MM:SS`.
 - `unescape`: nginx `\\xHH` and Apache `\\"`, `\\\\`, `\\xhh` escapes back to text, control characters kept
   escaped; `inert`: control characters in unescaped (JSON) text escaped the same way.
+- `forwarded_shape`: does a logged value look like an X-Forwarded-For chain (even one whose hops are no
+  addresses)?
 - `number`, `text_or_none`: JSON/log values to float or text.
 - `peer_address`, `split_host_port`, `client_and_peer`: peer fields to canonical addresses (a Unix-domain
   socket peer is LOCAL_PEER), and the client behind trusted proxies.
@@ -23,7 +25,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from monitor.parsers import ParseContext, canonical_ip, resolve_client
+from monitor.parsers import ParseContext, canonical_ip, forwarded_hop, resolve_client
 from monitor.records import Reject
 
 LOCAL_PEER = "127.0.0.1"
@@ -32,7 +34,7 @@ _UNIX_PEERS = frozenset({"unix:", "unix"})
 SYSLOG = re.compile(
     r"(?:<\d{1,3}>\d? ?)?"
     r"(?:[A-Za-z]{3} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
-    r" \S+ ([^\s\[:]+)(?:\[\d+\])?: "
+    r"(?: \S+)? ([^\s\[:]+)(?:\[\d+\])?: "  # the host is optional (HAProxy to a remote syslog)
 ).match
 _METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}").fullmatch
 _CLF_TIME = re.compile(
@@ -113,6 +115,24 @@ def unescape(text: str) -> str:
 
 
 _unescape = unescape
+
+_HOP_TOKEN = re.compile(r"[\w.:\[\]%-]{1,64}", re.ASCII).fullmatch
+_IPISH = re.compile(
+    r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(?::[0-9]{1,5})?"
+).fullmatch
+
+
+def forwarded_shape(quoted: str) -> bool:
+    """An X-Forwarded-For value whose left-most hop is no address: `garbage, 203.0.113.11`, `unknown`,
+    `010.000.000.005`, `203.0.113.12:4444`. Taken as forwarded so that a trusted peer's chain is walked
+    (and an unreadable hop reported) instead of the value being ignored."""
+    hops = quoted.split(",")
+    if len(hops) > 32:
+        return False
+    stripped = [h.strip() for h in hops]
+    if not all(_HOP_TOKEN(h) for h in stripped):
+        return False
+    return any(h.lower() == "unknown" or _IPISH(h) or forwarded_hop(h) for h in stripped)
 
 
 def split_request(request: str, decode: bool = True) -> tuple[str | None, str | None]:
@@ -252,10 +272,47 @@ def _is_numeric(text: str) -> bool:
     return bool(text) and text.replace(".", "", 1).isdigit()
 
 
+# `\xHH` is no JSON escape: in a line it is a byte that was not UTF-8 (the readers decode with
+# backslashreplace; nginx `escape=json` writes bytes >= 0x80 raw). An even run of backslashes before
+# it is escaped backslashes, not ours.
+_BYTE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\(x[0-9A-Fa-f]{2})")
+
+
+def json_loads(text: str) -> Any:
+    """json.loads that also reads a record holding raw non-UTF-8 bytes (as `\\xHH` text): those stay
+    visible as the text `\\xHH` in the strings. Raises ValueError/RecursionError like json.loads."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        if "\\x" not in text:
+            raise
+    return json.loads(_BYTE_ESCAPE.sub(r"\1\\\\\2", text))
+
+
+# Lines of other programs that share a stream with an access log, clearly not access lines: Apache's
+# error log (`[Tue Mar 21 08:52:32.123456 2025] [core:error] ...`), application logs led by a level
+# (Spring Boot `2025-03-21 08:52:32.123  INFO 1 --- [main] ...`, with or without the stamp), a shell
+# prompt (`user@host:~$ ...`).
+_OTHER_PROGRAM = re.compile(
+    r"\s*(?:"
+    r"\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4}\] \[[\w:]+\] "
+    r"|(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? +)?"
+    r"(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\b"
+    r"|(?:\([\w.-]+\) )?(?:[\w.-]+@[\w.-]+:[^\s$#]*|\[[\w.-]+@[\w.-]+ [^\]]*\])[$#] "  # bash PS1 (conda env)
+    r")",
+    re.ASCII,
+).match
+
+
+def other_program(text: str) -> bool:
+    """True for a line that is clearly another program's (error log, application log, shell prompt)."""
+    return _OTHER_PROGRAM(text) is not None
+
+
 def json_object(text: str) -> dict[str, Any] | Reject:
     """Parse one JSON log record: the object, or a Reject saying why it is not one. Never raises."""
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except (ValueError, RecursionError):
         return Reject("invalid JSON")
     if not isinstance(obj, dict):

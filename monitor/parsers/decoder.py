@@ -4,7 +4,8 @@ For each line the decoder peels the wrapper (see `monitor.parsers.wrappers`: Doc
 `journalctl -o json`, journald/syslog text prefixes, docker compose and kubectl prefixes), picks the
 format and calls the format's pure parser.
 
-- Wrapper: decided from the first line, then kept; it is re-detected only when a line does not fit
+- Wrapper: decided from the first line, then kept (the Gin parser finds its record behind any prefix,
+  so a Gin line with a prefix is checked for a known wrapper, whose facts the envelope keeps); it is re-detected only when a line does not fit
   it (a wrapped kind whose prefix is missing, or a plain line that does not parse as a request). So a
   plain file costs one extra call and one type check per line over calling the parser directly.
 - Format: fixed by the caller, or `auto`: detected from the first line that a format's `sniff`
@@ -29,6 +30,8 @@ from monitor.records import ParseResult, Reject, Request, Skip
 MAX_JOINED = 8 * 1024 * 1024
 
 _UNDETECTED = Skip("format not detected")
+# Formats whose parser finds its record anywhere in the line (so a wrapper may still precede it).
+_FOUND_INSIDE = frozenset({"ollama"})
 
 
 class LineDecoder:
@@ -50,6 +53,7 @@ class LineDecoder:
         self._held: dict[str, list[str]] = {}
         self._held_size: dict[str, int] = {}
         self._fast: ParseFn | None = None  # the parser, while the wrapper is plain: the fast path
+        self._found_inside = self.detected in _FOUND_INSIDE
 
     @property
     def holding(self) -> bool:
@@ -63,9 +67,19 @@ class LineDecoder:
         if fast is not None:
             result = fast(line, self.ctx)
             if result.__class__ is Request:
+                if self._found_inside and line[:1] != "[":
+                    return self._prefixed(line, result)
                 return result
             return self._plain_miss(line, result)
         return self._slow(line)
+
+    def _prefixed(self, line: str, result: ParseResult) -> ParseResult | None:
+        """A Gin record found behind a prefix: a known wrapper still gives its facts (envelope)."""
+        kind = wr.detect(line)
+        if kind == wr.PLAIN:
+            return result
+        self._set_wrapper(kind)
+        return self._wrapped(line)
 
     # -- slow paths ---------------------------------------------------------------------------------
 
@@ -86,6 +100,8 @@ class LineDecoder:
         if self.wrapper == wr.PLAIN:
             result = self._parse_text(line)
             if result.__class__ is Request:
+                if self._found_inside and line[:1] != "[":
+                    return self._prefixed(line, result)
                 return result
             kind = wr.detect(line)
             if kind == wr.PLAIN:
@@ -157,6 +173,7 @@ class LineDecoder:
 
     def _use(self, name: str) -> None:
         self.detected = name
+        self._found_inside = name in _FOUND_INSIDE
         self._parse = parsers.get(name).parse
         self._fast = self._parse if self.wrapper == wr.PLAIN else None
 

@@ -33,6 +33,8 @@ from monitor.parsers.common import (
     MONTHS,
     SYSLOG,
     client_and_peer,
+    forwarded_shape,
+    other_program,
     peer_address,
     split_request,
 )
@@ -83,7 +85,9 @@ def _captures(block: str) -> tuple[str | None, str | None]:
             item = item.strip()
             if not item:
                 continue
-            if forwarded is None and canonical_ip(item.split(",", 1)[0].strip()) is not None:
+            if forwarded is None and (
+                canonical_ip(item.split(",", 1)[0].strip()) is not None or forwarded_shape(item)
+            ):
                 forwarded = item
             elif agent is None and _AGENT(item) and "://" not in item:
                 agent = item
@@ -107,6 +111,8 @@ def _parse(line: str, ctx: ParseContext) -> ParseResult:
             return Skip("HAProxy connection log, not an HTTP request")
         if _MESSAGE(text) or (header is not None and not _ADDR_DATE(text)):
             return Skip("HAProxy message")
+        if other_program(text):
+            return Skip("another program's line (error or application log)")
         return Reject("not an HAProxy httplog line")
     ip, _port, date, millis, _fe, _be, _tr, _tw, _tc, _tr2, ta, status, size, captures, request = m.groups()
     peer = LOCAL_PEER if ip == "-" else peer_address(ip)

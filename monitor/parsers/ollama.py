@@ -7,12 +7,13 @@ Gin writes one line per request when the request ends, with the format
 
 Given one line (wrappers such as journald or Docker already peeled off), `parse` returns:
 
-- a `Request` for a `[GIN] ` line; every padding is accepted (13-column latency of older Gin, 8 columns
+- a `Request` for a line holding a `[GIN] ` record, wherever it starts: an unknown prefix before it
+  (`docker logs -t` stamps, `[0] ` of a process manager, a spinner, indentation) is ignored; every padding is accepted (13-column latency of older Gin, 8 columns
   of Gin v1.12, 15-column client widened by long IPv6), with or without ANSI colours around the status
   and the method;
 - `Skip` for everything else the Ollama process writes (`[GIN-debug]` route tables, slog lines
   `time=... level=INFO source=... msg=...`, Gin's `Error #01: ...` follow-up lines, llama.cpp output);
-- `Reject(reason)` for a line that starts like a Gin access line but cannot be read.
+- `Reject(reason)` for a line that holds `[GIN]` but cannot be read: never a silent skip.
 
 Field choices:
 - `ts` is the logged time, which is the END of the request (Gin logs on completion); start = ts - latency.
@@ -20,8 +21,8 @@ Field choices:
   fall-back) is read as the first occurrence; one that does not exist (spring-forward) as zoneinfo does.
 - `client_ip` is Gin's `ClientIP()`, which already prefers the left-most `X-Forwarded-For`/`X-Real-IP`
   (Gin trusts every proxy by default): it is stored as the client and `forwarded_for` stays None.
-  Gin logs an empty client when the peer has no IP (a unix socket): stored as the literal "-" because
-  the store column is NOT NULL and "-" is what the proxy formats log for a missing value.
+  Gin logs an empty client when the peer has no IP (a unix socket, or a forged empty header): stored
+  as the empty string, which no allow-list matches, so the rules report it as an unknown client.
 - `path` is the Go-quoted path with its query, unquoted to the real text; `\\xHH` bytes that do not form
   UTF-8 stay as the text `\\xHH` (the project's backslash-escaped decoding of bytes), so the result
   never holds surrogates.
@@ -39,6 +40,8 @@ from monitor.parsers import ParseContext, canonical_ip, register
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _NOT_REQUEST = Skip("not a gin access line")
+# `[GIN]` followed by what an access record has next; anything else holding `[GIN` is not Gin's.
+_GIN_WORD = re.compile(r"\[GIN\]").match
 _DEBUG = Skip("gin debug line")
 
 _ANSI = r"(?:\x1b\[[0-9;]*m)?"
@@ -96,16 +99,24 @@ _TIME_CACHE_MAX = 100_000
 
 
 def sniff(line: str) -> bool:
-    """Return True when the line is Gin's (an access line or a `[GIN-debug]` line)."""
-    return line.startswith("[GIN")
+    """Return True when the line holds Gin's output (an access record or a `[GIN-debug]` line)."""
+    return line.startswith("[GIN") or "[GIN] " in line or "[GIN-debug]" in line
 
 
 def parse(line: str, ctx: ParseContext) -> ParseResult:
     """Given one unwrapped line, return a Request, Skip or Reject as described in the module doc."""
     if not line.startswith("[GIN] "):
-        if line.startswith("[GIN-debug]"):
+        # The record is found, not matched by prefix: whatever a log viewer, process manager or
+        # shipper put before it (an RFC 3339 stamp, `[0] `, a spinner, indentation) is ignored.
+        at = line.find("[GIN")
+        if at < 0:
+            return _NOT_REQUEST
+        if line.startswith("[GIN] ", at):
+            line = line[at:]
+        elif line.startswith("[GIN-debug]", at):
             return _DEBUG
-        return _NOT_REQUEST
+        else:
+            return Reject("gin: unexpected line shape") if _GIN_WORD(line, at) else _NOT_REQUEST
     m = _HEAD.match(line)
     if m is None:
         return Reject("gin: unexpected line shape")
@@ -124,7 +135,7 @@ def parse(line: str, ctx: ParseContext) -> ParseResult:
         if client is None:
             return Reject("gin: bad client address")
     else:
-        client = "-"
+        client = ""  # no address (a unix-socket peer): an unknown client, still stored and counted
     rest = m.end()
     if line.startswith('"', rest):
         path = _unquote(line, rest)

@@ -13,8 +13,10 @@ JSON (`accessLog.format=json`):
 Text (`accessLog.format=common`, Traefik's default): `<ClientHost> - <user> [time] "<method> <path>
 <proto>" <status> <size> "<referer>" "<agent>" <count> "<router>" "<service url>" <N>ms`. Traefik writes
 ClientHost there, which is the X-Forwarded-For value when the request had one: the logged client is
-spoofable and the real peer is not in the line. A list there (`a, b`) is recorded as forwarded_for and
-its first address is the client.
+spoofable and the real peer is not in the line. A list there (`a, b`) is recorded as forwarded_for; its
+right-most hop (the one nearest Traefik) is taken as the peer and the rest is believed only when that
+peer is in ctx.trusted_proxies (walked from the right, as `resolve_client` does). The path is written
+raw, so it may hold `"`: such a line is split at the first ` "` that the tail's shape confirms.
 
 Other text (plugin output such as `DEBUG: CrowdsecBouncerTraefikPlugin: ...`, Traefik's own logs) is a
 Skip; a line that starts like an access record but cannot be read is a Reject.
@@ -32,6 +34,7 @@ from monitor.parsers.common import (
     inert,
     json_object,
     number,
+    other_program,
     peer_address,
     split_host_port,
     split_request,
@@ -44,6 +47,14 @@ _TEXT = re.compile(
     rf'([^\["]*?) - (\S+) \[([^\]]{{1,40}})\] "({_Q})" (\d{{3}}|-) (\d+|-) "{_Q}" "({_Q})" (\d+|-) "{_Q}" "{_Q}" (\d+)ms\s*',
     re.S,
 ).fullmatch
+# Traefik writes the path raw, so a `"` inside it ends the quoted request early: the fallback splits the
+# line into head and tail at a ` "` that the tail's shape confirms (a bounded number of tries).
+_TEXT_HEAD = re.compile(r'([^\["]*?) - (\S+) \[([^\]]{1,40})\] "').match
+_TEXT_TAIL = re.compile(
+    rf'" (\d{{3}}|-) (\d+|-) "{_Q}" "({_Q})" (\d+|-) "{_Q}" "{_Q}" (\d+)ms\s*', re.S
+).fullmatch
+_TAIL_START = re.compile(r'" (?:\d{3}|-) (?:\d+|-) "')
+_TAIL_TRIES = 16
 _MESSAGE = re.compile(r'[A-Z]{3,5}[:\[ ]|time="|level=|\d{4}[-/]\d\d[-/]\d\d[T ]').match
 
 
@@ -71,9 +82,12 @@ def _json(text: str, ctx: ParseContext) -> ParseResult:
     if peer is None:
         if host is None:
             return Reject("access record without a client address")
-        peer = peer_address(split_host_port(host.split(",", 1)[0].strip()))
+        # No peer in the record: the right-most ClientHost hop is the nearest; a list is forwarded.
+        peer = peer_address(split_host_port(host.rsplit(",", 1)[-1].strip()))
         if peer is None:
             return Reject("client is not an IP address")
+        if "," in host:
+            forwarded = host
     elif host is not None and peer_address(host) != peer:
         forwarded = host
     when = None
@@ -108,16 +122,22 @@ def _json(text: str, ctx: ParseContext) -> ParseResult:
 
 def _text(text: str, ctx: ParseContext) -> ParseResult:
     m = _TEXT(text)
-    if m is None:
-        if _MESSAGE(text) or not text:
+    groups = m.groups() if m is not None else _raw_quote_groups(text)
+    if groups is None:
+        if _MESSAGE(text) or not text or other_program(text):
             return Skip("not a Traefik access record")
         return Reject("not a Traefik access line")
-    host, _user, ts, request, status, size, agent, _count, millis = m.groups()
-    first = host.split(",", 1)[0].strip()
-    peer = peer_address(first) or peer_address(split_host_port(first))
+    host, _user, ts, request, status, size, agent, _count, millis = groups
+    forwarded: str | None = None
+    if "," in host:
+        # A list is the X-Forwarded-For value as the client sent it plus what proxies appended: the
+        # right-most hop is the one nearest Traefik, the rest is believed only from trusted proxies.
+        forwarded = host
+        host = host.rsplit(",", 1)[1]
+    last = host.strip()
+    peer = peer_address(last) or peer_address(split_host_port(last))
     if peer is None:
         return Reject("client is not an IP address")
-    forwarded = host if "," in host else None
     method, path = split_request(inert(request), decode=False)  # Traefik escapes nothing
     client, via = client_and_peer(peer, forwarded, ctx)
     return Request(
@@ -134,13 +154,28 @@ def _text(text: str, ctx: ParseContext) -> ParseResult:
     )
 
 
+def _raw_quote_groups(text: str) -> tuple[str, ...] | None:
+    """The groups of `_TEXT` for a line whose request holds raw `"` characters, or None."""
+    head = _TEXT_HEAD(text)
+    if head is None:
+        return None
+    start = head.end()
+    for tries, candidate in enumerate(_TAIL_START.finditer(text, start)):
+        if tries >= _TAIL_TRIES:
+            break
+        tail = _TEXT_TAIL(text, candidate.start())
+        if tail is not None:
+            return (*head.groups(), text[start : candidate.start()], *tail.groups())
+    return None
+
+
 def sniff(line: str) -> bool:
     """Traefik JSON keys (`ClientAddr`, `RequestMethod`, `DownstreamStatus`) or the text format's tail."""
     try:
         text = line.strip()
         if text.startswith("{"):
             return '"DownstreamStatus"' in text or ('"ClientAddr"' in text and '"RequestMethod"' in text)
-        return text.endswith("ms") and _TEXT(text) is not None
+        return text.endswith("ms") and (_TEXT(text) is not None or _raw_quote_groups(text) is not None)
     except Exception:  # a sniffer must never break auto-detection
         return False
 

@@ -14,18 +14,25 @@ Kinds (`detect` tells which one a line has, `peel` removes it):
 - `syslog`: a text prefix from journald or a syslog daemon: `Jan 28 05:05:38 host ollama[373]: ` (the
   month name may be in any language, so the shape is matched, not the names), `short-precise`,
   `short-iso`, `short-full`, `short-unix`, RFC 3339 (`2025-01-28T05:05:38.12+00:00 host tag: `), an
-  optional `<PRI>`, and RFC 5424 (`<165>1 TIME HOST APP PROCID MSGID SD `).
+  optional `<PRI>` and an optional host, RFC 5424 (`<165>1 TIME HOST APP PROCID MSGID SD `), and a
+  `prog[pid]: ` tag alone.
 - `compose`: docker compose's `ollama-1  | ` (optionally coloured).
 - `kubectl`: `kubectl logs --prefix`'s `[pod/name/container] `.
+- `timestamp`: `docker logs -t` / `kubectl logs --timestamps` RFC 3339 stamps, Docker Desktop's local
+  `YYYY-MM-DD HH:MM:SS ` (the stamp is kept as the envelope's time).
+- `process-manager`: `[0] ` of concurrently / npm-run-all.
+- `grep`: a `path:` (`path:N:` with `-n`) that `grep -r`/`grep -H` puts before a JSON record.
+- `compose` also covers `docker service logs` (`name.1.taskid@node    | `).
 
 One level is peeled: the wrapped text is the program's own line. Peeling never raises.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import NamedTuple
+
+from monitor.parsers.common import json_loads
 
 PLAIN = "plain"
 DOCKER = "docker"
@@ -34,8 +41,11 @@ JOURNAL_JSON = "journal-json"
 SYSLOG = "syslog"
 COMPOSE = "compose"
 KUBECTL = "kubectl"
+STAMP = "timestamp"
+PROCESS = "process-manager"
+GREP = "grep"
 
-KINDS = (PLAIN, DOCKER, CRI, JOURNAL_JSON, SYSLOG, COMPOSE, KUBECTL)
+KINDS = (PLAIN, DOCKER, CRI, JOURNAL_JSON, SYSLOG, COMPOSE, KUBECTL, STAMP, PROCESS, GREP)
 
 _SYSLOG_TIME = (
     r"(?:"
@@ -47,12 +57,25 @@ _SYSLOG_TIME = (
 )
 _SYSLOG = re.compile(
     r" *+(?:"
-    r"(?:<\d{1,3}>)?" + _SYSLOG_TIME + r" \S+ \S+?(?:\[\d+\])?: "
+    r"(?:<\d{1,3}>)?"
+    + _SYSLOG_TIME
+    + r"(?: \S+)? \S+?(?:\[\d+\])?: "  # host optional (HAProxy to remote syslog)
     r"|<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*+\])+) "  # RFC 5424
+    r"|(?:<\d{1,3}>)?[\w./-]{1,64}\[\d{1,10}\]: "  # a tag alone (HAProxy's documented examples)
     r")",
     re.ASCII,
 )
-_COMPOSE = re.compile(r"(?:\x1b\[[0-9;]*m)?[\w.-]+ *\|(?:\x1b\[[0-9;]*m)? ", re.ASCII)
+_COMPOSE = re.compile(
+    r"(?:\x1b\[[0-9;]*m)?[\w.@-]+ *\|(?:\x1b\[[0-9;]*m)? ", re.ASCII
+)  # swarm: name.1.id@node
+# `docker logs -t`, `kubectl logs --timestamps` (RFC 3339 nanoseconds), Docker Desktop (local `YYYY-MM-DD HH:MM:SS`).
+_STAMP = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) +",
+    re.ASCII,
+)
+_PROCESS = re.compile(r"\[\d{1,4}\] ", re.ASCII)  # concurrently, npm-run-all: `[0] `
+# `grep -r` / `grep -H` (`path:`) and `grep -n` (`path:123:`) before a JSON record.
+_GREP = re.compile(r"[^\s:{\[\]\"]{1,1024}:(?:\d{1,12}:)?(?=\{)")
 _KUBECTL = re.compile(r"\[[^\]\s/]+/[^\]\s/]+/[^\]\s]+\] ", re.ASCII)
 _CRI = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) (stdout|stderr) ([FP])(?: |$)", re.ASCII)
 # Text prefixes are short (a host name is at most 255 bytes): never scan further into a hostile line.
@@ -93,8 +116,8 @@ def _candidates(line: str) -> tuple[str, ...]:
             return (JOURNAL_JSON,)
         return ()
     if line.startswith("["):
-        return (KUBECTL,)
-    return (CRI, SYSLOG, COMPOSE)
+        return (KUBECTL, PROCESS)
+    return (CRI, SYSLOG, COMPOSE, STAMP, GREP)
 
 
 def peel(kind: str, line: str) -> Peeled | None:
@@ -110,6 +133,15 @@ def peel(kind: str, line: str) -> Peeled | None:
     if kind == KUBECTL:
         m = _KUBECTL.match(line, 0, _PREFIX_SPAN)
         return None if m is None else Peeled(KUBECTL, line[m.end() :])
+    if kind == STAMP:
+        m = _STAMP.match(line, 0, _PREFIX_SPAN)
+        return None if m is None else Peeled(STAMP, line[m.end() :], time=m[1])
+    if kind == PROCESS:
+        m = _PROCESS.match(line, 0, _PREFIX_SPAN)
+        return None if m is None else Peeled(PROCESS, line[m.end() :])
+    if kind == GREP:
+        m = _GREP.match(line, 0, _PREFIX_SPAN)
+        return None if m is None else Peeled(GREP, line[m.end() :])
     if kind == CRI:
         m = _CRI.match(line, 0, _PREFIX_SPAN)
         if m is None:
@@ -124,7 +156,7 @@ def peel(kind: str, line: str) -> Peeled | None:
 
 def _load_object(line: str) -> dict[str, object] | None:
     try:
-        value = json.loads(line)
+        value = json_loads(line)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -144,7 +176,9 @@ def _docker(line: str) -> Peeled | None:
     ):
         return None
     time_text = time if isinstance(time, str) else None
-    if log.endswith("\n"):
+    if log.endswith("\n") or ("stream" not in record and "time" not in record):
+        # Docker's json-file always writes stream and time; a record with only `log` (another
+        # shipper's export) is a whole line, not a piece of one.
         return Peeled(DOCKER, _chomp(log), False, stream, time_text)
     return Peeled(DOCKER, log, True, stream, time_text)
 
