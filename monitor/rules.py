@@ -10,7 +10,10 @@ Rules (ids from config.RULE_IDS; each can be disabled in `[rules] disabled`):
 - unknown-source: a source that is not known (allow-list, admins, approvals). One alert when it is
   first seen; after that only when it escalates (touches a more dangerous endpoint category) once the
   cooldown has passed, or as a daily reminder while it stays active. This is why a slow drip of one
-  request an hour gives a few alerts, not one an hour.
+  request an hour gives a few alerts, not one an hour. More than WAVE_THRESHOLD new ones within ten
+  minutes form a wave (one alert for all); the count is kept per minute of log time, so each address
+  costs constant work, and at most `max_tracked` addresses are remembered (least recently active first
+  out), so no flood of distinct addresses grows the memory.
 - management-endpoint (critical): pull, push, create, copy, delete, blobs by anyone not in admins.
 - account-endpoint: the ollama.com account and cloud endpoints by anyone not in admins.
 - recon-sequence: an unknown source walking the enumeration endpoints (`/` + tags, show + tags, or
@@ -32,6 +35,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from monitor import rules_text
 from monitor.config import RuleSettings
@@ -46,6 +50,9 @@ PROXY_SEEN = timedelta(minutes=10)
 REMINDER = timedelta(hours=24)
 WAVE_WINDOW = timedelta(minutes=10)  # new unknown sources within this span count towards a wave
 WAVE_THRESHOLD = 3  # more new unknown sources than this in WAVE_WINDOW: one wave alert, not one each
+WAVE_BUCKET = timedelta(minutes=1)  # new unknown sources are counted per minute of log time
+WAVE_LISTED = 1_000  # addresses a wave alert lists (client_ips); the rest are counted
+MAX_TRACKED = 50_000  # unknown addresses (and proxy-seen clients) remembered; least recently active go first
 _RANK = {
     Category.OTHER: 0,
     Category.ENUMERATION: 1,
@@ -55,15 +62,17 @@ _RANK = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _SourceMemory:
-    """What the unknown-source rule remembers about one unknown address."""
+    """What the unknown-source rule remembers about one unknown address (a few fixed-size fields)."""
 
     first_seen: datetime
     last_alert: datetime | None = None
     worst: int = -1  # highest category rank alerted so far
     seen_rank: int = -1  # highest category rank seen so far
     requests: int = 0
+    in_wave: bool = False
+    unlisted: int = -1  # the wave alert (generation) that counts it without listing it
 
 
 @dataclass
@@ -88,6 +97,7 @@ class RulesEngine:
         *,
         proxy_configured: bool = False,
         trusted_proxies: Iterable[str] = (),
+        max_tracked: int = MAX_TRACKED,
     ) -> None:
         self.settings = settings
         self.known = known
@@ -100,11 +110,19 @@ class RulesEngine:
         self._proxy_seen: dict[str, datetime] = {}  # client ip -> last time a proxy source saw it
         self._pending_direct: dict[str, tuple[datetime, Request, str]] = {}
         self._last_prune: datetime | None = None
-        self._new_unknown: deque[tuple[datetime, str]] = deque()  # first sightings, for wave detection
-        self._wave: dict[
-            str, tuple[datetime, int, str]
-        ] = {}  # wave members not yet reported: ip -> (ts, requests, source)
-        self._wave_members: set[str] = set()
+        self._max_tracked = max_tracked
+        # Wave detection, linear in the number of new addresses: first sightings counted per minute of
+        # log time, and the recent ones that are not wave members yet (at most WAVE_THRESHOLD + a few).
+        self._new_per_minute: dict[datetime, int] = {}
+        self._candidates: deque[tuple[datetime, str]] = deque()
+        self._window_minute: datetime | None = None  # the minute whose window sum is _window_count
+        self._window_count = 0
+        # Wave members not yet reported: ip -> (first seen, requests, log source); at most WAVE_LISTED,
+        # the others counted in _wave_more (members, requests, last time) under generation _wave_gen.
+        self._wave: dict[str, tuple[datetime, int, str]] = {}
+        self._wave_more: list[int] = [0, 0]
+        self._wave_more_last: datetime | None = None
+        self._wave_gen = 0
         self._last_wave: datetime | None = None
 
     # --- state ---------------------------------------------------------------------------------
@@ -122,6 +140,25 @@ class RulesEngine:
                     worst=worst if isinstance(worst, int) else -1,
                 )
                 self._unknown[ip] = mem
+        self._cap(self._unknown)
+
+    def state_sizes(self) -> dict[str, int]:
+        """How many entries each piece of per-address state holds (for tests and benchmarks)."""
+        return {
+            "unknown": len(self._unknown),
+            "cooldowns": len(self._last),
+            "recon": len(self._recon),
+            "auth": len(self._auth),
+            "proxy_seen": len(self._proxy_seen),
+            "pending_direct": len(self._pending_direct),
+            "wave_listed": len(self._wave),
+            "wave_candidates": len(self._candidates),
+        }
+
+    def _cap(self, state: dict[str, Any]) -> None:
+        """Forget the oldest entries (insertion order = least recently active) beyond max_tracked."""
+        while len(state) > self._max_tracked:
+            del state[next(iter(state))]
 
     def set_known(self, known: KnownSources) -> None:
         """Use new known sources (after an approval or a config reload)."""
@@ -156,7 +193,8 @@ class RulesEngine:
             by_ip.setdefault(r.client_ip, []).append(r)
         if is_proxy:
             for ip, reqs in by_ip.items():
-                self._proxy_seen[ip] = max(self._proxy_seen.get(ip, reqs[-1].ts), reqs[-1].ts)
+                self._proxy_seen[ip] = max(self._proxy_seen.pop(ip, reqs[-1].ts), reqs[-1].ts)
+            self._cap(self._proxy_seen)
         for ip, reqs in by_ip.items():
             status = self.known.status(ip)
             if self.enabled("unknown-source") and status is Status.UNKNOWN:
@@ -180,8 +218,10 @@ class RulesEngine:
                 and not is_proxy
                 and not _is_loopback(ip)
                 and not self._is_trusted_proxy(ip)
+                and ip not in self._pending_direct
             ):
-                self._pending_direct.setdefault(ip, (reqs[0].ts, reqs[0], source))
+                self._pending_direct[ip] = (reqs[0].ts, reqs[0], source)
+                self._cap(self._pending_direct)
         if self.enabled("direct-access"):
             alerts.extend(self._direct(now))
         alerts.extend(self.flush(now))
@@ -193,13 +233,16 @@ class RulesEngine:
         if not self._wave or (self._last_wave is not None and now - self._last_wave < WAVE_WINDOW):
             return []
         members, self._wave = self._wave, {}
+        (more, more_requests), self._wave_more = self._wave_more, [0, 0]
+        more_last, self._wave_more_last = self._wave_more_last, None
+        self._wave_gen += 1
         self._last_wave = now
         ips = tuple(sorted(members, key=lambda ip: members[ip][0]))
         first = min(ts for ts, _n, _s in members.values())
-        last = max(ts for ts, _n, _s in members.values())
-        total = sum(n for _ts, n, _s in members.values())
+        last = max([ts for ts, _n, _s in members.values()] + ([more_last] if more_last else []))
+        total = sum(n for _ts, n, _s in members.values()) + more_requests
         sources = sorted({src for _ts, _n, src in members.values() if src})
-        title, message = rules_text.wave_text(ips, total, sources, first, last)
+        title, message = rules_text.wave_text(ips, total, sources, first, last, more)
         return [
             Alert(
                 max(now, last),
@@ -209,40 +252,70 @@ class RulesEngine:
                 message,
                 ips,
                 f"unknown-source:wave:{first.isoformat()}",
-                {"reason": "wave", "sources": len(ips)},
+                {"reason": "wave", "sources": len(ips) + more},
             )
         ]
 
     def _who(self, ip: str, status: Status) -> str:
         return rules_text.who(ip, self.known.name(ip), status)
 
+    def _count_new(self, ts: datetime) -> int:
+        """Count a first sighting at `ts`; return the first sightings in the WAVE_WINDOW up to `ts`
+        (whole minutes: the current one and the 9 before it). At most a dozen buckets are kept."""
+        minute = floor_minute(ts)
+        buckets = self._new_per_minute
+        buckets[minute] = buckets.get(minute, 0) + 1
+        if minute == self._window_minute:  # the common case: the window's sum is known
+            self._window_count += 1
+            return self._window_count
+        if len(buckets) > WAVE_WINDOW // WAVE_BUCKET + 2:
+            newest = max(buckets)
+            for old in [m for m in buckets if newest - m >= WAVE_WINDOW]:
+                del buckets[old]
+        self._window_minute = minute
+        self._window_count = sum(n for m, n in buckets.items() if timedelta(0) <= minute - m < WAVE_WINDOW)
+        return self._window_count
+
+    def _join_wave(self, ip: str, mem: _SourceMemory, ts: datetime, source: str) -> None:
+        """Make `ip` a wave member; one not alerted before is reported by the next wave alert."""
+        mem.in_wave = True
+        if mem.last_alert is not None:
+            return
+        mem.last_alert, mem.worst = ts, mem.seen_rank
+        if len(self._wave) < WAVE_LISTED:
+            self._wave[ip] = (mem.first_seen, mem.requests, source)
+        else:  # counted, not listed: a flood must not grow one alert without bound
+            mem.unlisted = self._wave_gen
+            self._wave_more[0] += 1
+            self._wave_more[1] += mem.requests
+            self._wave_more_last = max(ts, self._wave_more_last or ts)
+
     def _unknown_source(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
-        mem = self._unknown.get(ip)
-        if mem is None:
-            mem = self._unknown[ip] = _SourceMemory(first_seen=reqs[0].ts)
-            self._new_unknown.append((reqs[0].ts, ip))
-            while self._new_unknown and reqs[0].ts - self._new_unknown[0][0] > WAVE_WINDOW:
-                self._new_unknown.popleft()
-            if len(self._new_unknown) > WAVE_THRESHOLD:
-                # Part of a wave: reported together (flush), and its members join it from now on.
-                for _ts, member in self._new_unknown:
-                    m = self._unknown.get(member)
-                    if member not in self._wave_members and m is not None:
-                        self._wave_members.add(member)
-                        if m.last_alert is None:
-                            self._wave[member] = (m.first_seen, m.requests, source)
-                            m.last_alert, m.worst = reqs[0].ts, m.seen_rank
+        ts = reqs[0].ts
         rank = max(_RANK[classify(r.method, r.path)] for r in reqs)
+        known_before = self._unknown.pop(ip, None)  # re-inserted at the end: the dict's order is recency
+        mem = self._unknown[ip] = known_before or _SourceMemory(first_seen=ts)
+        self._cap(self._unknown)
+        if known_before is None:
+            self._candidates.append((ts, ip))
+            while self._candidates and ts - self._candidates[0][0] > WAVE_WINDOW:
+                self._candidates.popleft()
+            if self._count_new(ts) > WAVE_THRESHOLD:
+                # Part of a wave: reported together (flush). The recent first sightings join it too,
+                # each once: it leaves the candidates as it joins, so the work per address is constant.
+                while self._candidates:
+                    _t, member = self._candidates.popleft()
+                    m = self._unknown.get(member)
+                    if m is not None and not m.in_wave:
+                        self._join_wave(member, m, ts, source)
         mem.requests += len(reqs)
-        in_wave = ip in self._wave_members
+        in_wave = mem.in_wave
         if in_wave and ip in self._wave:
             ts0, n, src = self._wave[ip]
             self._wave[ip] = (ts0, n + len(reqs), src)
-        if in_wave and mem.last_alert is None:
-            self._wave[ip] = (reqs[0].ts, len(reqs), source)
-            mem.last_alert, mem.worst = reqs[0].ts, rank
+        elif in_wave and mem.unlisted == self._wave_gen:
+            self._wave_more[1] += len(reqs)
         mem.seen_rank = max(mem.seen_rank, rank)
-        ts = reqs[0].ts
         key = f"unknown-source:{ip}"
         assert mem.last_alert is not None or not in_wave
         if mem.last_alert is None:
@@ -314,12 +387,18 @@ class RulesEngine:
         ]
 
     def _recon_rule(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
-        if ip in self._wave_members:  # the wave alert covers it
+        mem_ = self._unknown.get(ip)
+        if mem_ is not None and mem_.in_wave:  # the wave alert covers it
             return []
-        mem = self._recon.setdefault(ip, _ReconMemory())
-        for r in reqs:
-            if classify(r.method, r.path) is Category.ENUMERATION:
-                mem.seen.append((r.ts, normalise(r.path)))
+        found = [
+            (r.ts, normalise(r.path)) for r in reqs if classify(r.method, r.path) is Category.ENUMERATION
+        ]
+        mem = self._recon.get(ip)
+        if mem is None:
+            if not found:
+                return []
+            mem = self._recon[ip] = _ReconMemory()
+        mem.seen.extend(found)
         if not mem.seen:
             return []
         last_ts = mem.seen[-1][0]
@@ -373,12 +452,14 @@ class RulesEngine:
         ]
 
     def _auth_rule(self, ip: str, reqs: list[Request], source: str) -> list[Alert]:
-        q = self._auth.setdefault(ip, deque())
-        for r in reqs:
-            if r.status in (401, 403):
-                q.append(r.ts)
-        if not q:
-            return []
+        failed = [r.ts for r in reqs if r.status in (401, 403)]
+        q = self._auth.get(ip)
+        if q is None:
+            if not failed:  # no state for the clients that never failed
+                return []
+            q = self._auth[ip] = deque()
+            self._cap(self._auth)
+        q.extend(failed)
         while q and q[-1] - q[0] > AUTH_WINDOW:
             q.popleft()
         if len(q) < self.settings.auth_failures_threshold:
@@ -492,4 +573,7 @@ class RulesEngine:
         }
         self._auth = {ip: q for ip, q in self._auth.items() if q and now - q[-1] < AUTH_WINDOW}
         self._proxy_seen = {ip: t for ip, t in self._proxy_seen.items() if now - t < PROXY_SEEN * 2}
-        self._wave_members = {ip for ip in self._wave_members if ip in self._unknown}
+
+
+def floor_minute(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)

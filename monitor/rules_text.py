@@ -52,12 +52,19 @@ def who(ip: str, name: str | None, status: Status) -> str:
 
 
 def wave_text(
-    ips: Sequence[str], total: int, sources: Sequence[str], first: datetime, last: datetime
+    ips: Sequence[str],
+    total: int,
+    sources: Sequence[str],
+    first: datetime,
+    last: datetime,
+    more: int = 0,
 ) -> tuple[str, str]:
-    """A wave of new unknown sources (`ips` in order of first sighting; `sources` the log sources)."""
-    shown = ", ".join(ips[:15]) + (f" and {len(ips) - 15} more" if len(ips) > 15 else "")
+    """A wave of new unknown sources (`ips` in order of first sighting, and `more` not listed;
+    `sources` the log sources)."""
+    count = len(ips) + more
+    shown = ", ".join(ips[:15]) + (f" and {count - 15:,} more" if count > 15 else "")
     message = (
-        f"A wave of new unknown sources is using the Ollama API: {len(ips)} not reported before "
+        f"A wave of new unknown sources is using the Ollama API: {count:,} not reported before "
         f"({total} requests); any earlier ones were alerted on their own.\n"
         f"Sources: {shown}{' via ' + ', '.join(sources) if sources else ''}\n"
         f"When: {_fmt_ts(first)} to {_fmt_ts(last)}\n"
@@ -66,7 +73,7 @@ def wave_text(
         f"Next: firewall port 11434 (or bind Ollama to 127.0.0.1) rather than blocking addresses one by one; "
         f"`ollama-monitor sources list` shows them all."
     )
-    return f"Wave of unknown sources using the Ollama API ({len(ips)} new)", message
+    return f"Wave of unknown sources using the Ollama API ({count:,} new)", message
 
 
 def unknown_source_text(
