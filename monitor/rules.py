@@ -26,6 +26,8 @@ Rules (ids from config.RULE_IDS; each can be disabled in `[rules] disabled`):
   source is configured: someone bypasses the proxy.
 - forwarded-mismatch: a forwarded-for value from a peer that is not a trusted proxy, naming another
   address (a spoofing attempt, or trusted_proxies is missing the proxy).
+- parse-failures: a log source's rejected lines reach `[rules] parse_failures_threshold` within ten
+  minutes (monitor.rules_rejects): a changed log format, or lines crafted to hide their sender.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor import rules_text
+from monitor import rules_rejects, rules_text
 from monitor.config import RuleSettings
 from monitor.endpoints import Category, classify, is_probe, normalise
 from monitor.known import KnownSources, Status
@@ -110,6 +112,7 @@ class RulesEngine:
         self._proxy_seen: dict[str, datetime] = {}  # client ip -> last time a proxy source saw it
         self._pending_direct: dict[str, tuple[datetime, Request, str]] = {}
         self._last_prune: datetime | None = None
+        self._rejects = rules_rejects.ParseFailures(settings.parse_failures_threshold)
         self._max_tracked = max_tracked
         # Wave detection, linear in the number of new addresses: first sightings counted per minute of
         # log time, and the recent ones that are not wave members yet (at most WAVE_THRESHOLD + a few).
@@ -184,10 +187,19 @@ class RulesEngine:
 
     # --- evaluation ----------------------------------------------------------------------------------
     def evaluate(
-        self, requests: Sequence[Request], now: datetime, *, source: str = "", is_proxy: bool = False
+        self,
+        requests: Sequence[Request],
+        now: datetime,
+        *,
+        source: str = "",
+        is_proxy: bool = False,
+        rejects: Sequence[tuple[int, str, str]] = (),
     ) -> list[Alert]:
-        """Given one stored batch from `source`, return the alerts it raises (cooldowns applied)."""
+        """Given one stored batch from `source` (its requests, and its rejected lines as the store
+        keeps them: offset, reason, text), return the alerts it raises (cooldowns applied)."""
         alerts: list[Alert] = []
+        if rejects and self.enabled("parse-failures"):
+            alerts.extend(self._parse_failures(source, rejects, now))
         by_ip: dict[str, list[Request]] = {}
         for r in requests:
             by_ip.setdefault(r.client_ip, []).append(r)
@@ -352,6 +364,28 @@ class RulesEngine:
                 },
             )
         ]
+
+    def _parse_failures(
+        self, source: str, rejects: Sequence[tuple[int, str, str]], now: datetime
+    ) -> list[Alert]:
+        found = self._rejects.observe(source, rejects, now)
+        if found is None:
+            return []
+        key = f"parse-failures:{source}"
+        if not self.gate(key, "parse-failures", now):
+            return []
+        ips = [ip for ip, _n in found.addresses[:20]]
+        named = [(self._who(ip, self.known.status(ip)), n) for ip, n in found.addresses[:10]]
+        title, message = rules_text.parse_failures_text(
+            found, named, rules_rejects.WINDOW, self.settings.parse_failures_threshold
+        )
+        details: dict[str, object] = {
+            "source": source,
+            "rejects": found.total,
+            "reasons": dict(found.reasons[:20]),
+            "addresses": dict(found.addresses[:20]),
+        }
+        return [Alert(now, "parse-failures", Severity.WARNING, title, message, tuple(ips), key, details)]
 
     def _privileged(
         self, ip: str, reqs: list[Request], status: Status, cat: Category, source: str
@@ -573,6 +607,7 @@ class RulesEngine:
         }
         self._auth = {ip: q for ip, q in self._auth.items() if q and now - q[-1] < AUTH_WINDOW}
         self._proxy_seen = {ip: t for ip, t in self._proxy_seen.items() if now - t < PROXY_SEEN * 2}
+        self._rejects.forget(now)
 
 
 def floor_minute(ts: datetime) -> datetime:

@@ -71,7 +71,9 @@ def run(env: Env, log_level: str) -> None:
 
     try:
         jobs = Jobs(settings, store)
-        daemon = Daemon(settings, store, load_settings=load, on_stored=jobs.on_stored)
+        daemon = Daemon(
+            settings, store, load_settings=load, on_stored=jobs.on_stored, on_rejects=jobs.on_rejects
+        )
 
         def tick(now: datetime) -> None:
             if daemon.settings is not jobs.settings:  # a SIGHUP reloaded the configuration
