@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from monitor.known import Status
 from monitor.records import Request
-from monitor.rules_rejects import Finding
 from monitor.sanitize import for_terminal, neutralise
+
+if TYPE_CHECKING:
+    from monitor.rules.parse_failures import Finding
 
 
 def _fmt_ts(ts: datetime) -> str:

@@ -24,7 +24,7 @@ from monitor.ingest import check_file
 from monitor.known import KnownSources
 from monitor.records import Alert, Notification
 from monitor.rules import RulesEngine
-from monitor.rules_rejects import first_address
+from monitor.rules.parse_failures import first_address
 from monitor.store import Store
 
 LOGS = Path(__file__).resolve().parent / "logs"
@@ -201,3 +201,4 @@ def test_the_daemon_hands_rejects_to_the_rules(tmp_path: Path) -> None:
     found = [n for n in seen if n.rule == "parse-failures"]
     assert len(found) == 1, [n.rule for n in seen]
     assert "172.17.0.1" in found[0].client_ips and "25 lines of log source web" in found[0].message
+    assert found[0].message.count("\n  [") == 3  # three samples, from one batch

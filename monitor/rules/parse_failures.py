@@ -1,4 +1,4 @@
-"""The `parse-failures` rule's bookkeeping: lines of a log source that could not be parsed (rejects).
+"""parse-failures: lines of a log source that could not be parsed (rejects), in bulk.
 
 A reject is a line that should have been a request but could not be read. One now and then is noise
 (a TLS handshake on a plain port, a truncated line); a stream of them is a changed log format (the
@@ -6,9 +6,9 @@ requests are no longer watched) or someone writing lines we cannot read to hide 
 a person, and a line we cannot read must never hide its sender: the first IP-looking token of a
 rejected line is taken as its client and named in the alert.
 
-`ParseFailures.observe(source, rejects, now)` counts a batch's rejects per minute of `now` (the clock
-of the batch: wall time live, log time in replay) and returns a `Finding` once the source's rejects
-within WINDOW reach the threshold; the engine applies the cooldown and writes the alert. State is a
+`ParseFailures.rejected(source, rejects, now)` counts a batch's rejects per minute of `now` (the
+clock of the batch: wall time live, log time in replay); once the source's rejects within WINDOW
+reach `[rules] parse_failures_threshold` it raises one alert per source per cooldown. State is a
 dozen minute buckets per log source, each with a bounded number of reasons and addresses, plus three
 samples: nothing grows with the traffic.
 """
@@ -21,6 +21,10 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from monitor import rules_text
+from monitor.records import Alert, Severity
+from monitor.rules.base import Shared
 
 WINDOW = timedelta(minutes=10)
 SAMPLES = 3  # sample lines kept per source (the latest)
@@ -94,9 +98,31 @@ class _SourceRejects:
 class ParseFailures:
     """Counts rejects per log source over a sliding WINDOW; see the module docstring."""
 
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
+    id = "parse-failures"
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.threshold = shared.settings.parse_failures_threshold
         self._sources: dict[str, _SourceRejects] = {}
+
+    def rejected(self, source: str, rejects: Sequence[tuple[int, str, str]], now: datetime) -> list[Alert]:
+        """The alert (at most one) that `rejects` of `source` at `now` raise."""
+        found = self.observe(source, rejects, now)
+        if found is None:
+            return []
+        key = f"parse-failures:{source}"
+        if not self.shared.cooldowns.gate(key, self.id, now):
+            return []
+        ips = tuple(ip for ip, _n in found.addresses[:20])
+        named = [(self.shared.who(ip), n) for ip, n in found.addresses[:10]]
+        title, message = rules_text.parse_failures_text(found, named, WINDOW, self.threshold)
+        details: dict[str, object] = {
+            "source": source,
+            "rejects": found.total,
+            "reasons": dict(found.reasons[:20]),
+            "addresses": dict(found.addresses[:20]),
+        }
+        return [Alert(now, self.id, Severity.WARNING, title, message, ips, key, details)]
 
     def observe(self, source: str, rejects: Sequence[tuple[int, str, str]], now: datetime) -> Finding | None:
         """Count `rejects` ((offset, reason, raw text) as the store keeps them) of `source` at `now`;
@@ -109,8 +135,7 @@ class ParseFailures:
             address = first_address(text)
             if address is not None:
                 _count(bucket.addresses, address, None)
-        if rejects:
-            _offset, reason, text = rejects[-1]
+        for _offset, reason, text in rejects[-SAMPLES:]:
             state.samples.append((now, reason, text[:SCAN_CHARS]))
         for old in [m for m in state.minutes if abs(minute - m) >= WINDOW]:  # out of every window
             del state.minutes[old]
@@ -127,7 +152,7 @@ class ParseFailures:
         samples = [(r, t) for ts, r, t in state.samples if now - ts < WINDOW]
         return Finding(source, total, reasons.most_common(), addresses.most_common(KEEP), samples, first, now)
 
-    def forget(self, now: datetime) -> None:
+    def prune(self, now: datetime) -> None:
         """Drop the sources that had no reject within WINDOW of `now`."""
         for source in [
             s for s, st in self._sources.items() if not st.minutes or now - max(st.minutes) >= WINDOW
