@@ -14,8 +14,9 @@ show that memory stays bounded (the engine remembers at most `MAX_TRACKED` addre
 
     .venv/bin/python bench/rules.py [--lines 100000] [--repeat 3] [--big]
 
-Printed per case: lines/s (median of the runs), CPU seconds, peak RSS, the alerts raised and the
-ratio to the baseline. Target: the 100,000-address flood at >= 10,000 lines/s.
+Printed per case: lines/s of wall time (median of the runs), CPU seconds (and lines per CPU second),
+peak RSS, the alerts raised and the ratio to the baseline; then the load average, since a loaded
+machine slows wall time down. Target: the 100,000-address flood at >= 10,000 lines/s.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import random
 import resource
 import statistics
@@ -125,7 +127,7 @@ def main() -> None:
     if args.big:
         cases.append(("unknown-big", 1_000_000))
     base_rate = None
-    flood_rate = None
+    flood_rate = flood_cpu_rate = None
     for case, n in cases:
         runs = [in_child(case, n) for _ in range(args.repeat if case != "unknown-big" else 1)]
         rate = statistics.median(n / float(str(r["wall"])) for r in runs)
@@ -134,16 +136,23 @@ def main() -> None:
         if case == "known":
             base_rate = rate
         if case == "unknown-v4":
-            flood_rate = rate
+            flood_rate, flood_cpu_rate = rate, n / cpu
         ratio = f"{rate / base_rate:.2f}x the baseline" if base_rate else ""
         print(
-            f"{case:12s} {n:>9,} lines: {rate:>9,.0f} lines/s (median of {len(runs)}), CPU {cpu:.2f} s, "
-            f"peak RSS {rss:.0f} MB, {runs[0]['alerts']} alerts; {ratio}"
+            f"{case:12s} {n:>9,} lines: {rate:>9,.0f} lines/s (median of {len(runs)}), CPU {cpu:.2f} s "
+            f"({n / cpu:,.0f} lines per CPU second), peak RSS {rss:.0f} MB, {runs[0]['alerts']} alerts; {ratio}"
         )
         print(f"{'':12s} state kept at the end: {runs[0]['state']}")
-    if flood_rate is not None:
+    if flood_rate is not None and flood_cpu_rate is not None:
         verdict = "met" if flood_rate >= 10_000 else "MISSED"
-        print(f"target (100,000 new unknown addresses at >= 10,000 lines/s): {verdict}")
+        print(f"target (100,000 new unknown addresses at >= 10,000 lines/s): {verdict} by wall time")
+        verdict = "met" if flood_cpu_rate >= 10_000 else "MISSED"
+        print(
+            f"  and {verdict} by CPU time (what one unloaded core would take; wall time suffers on a loaded machine)"
+        )
+    print(
+        f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":
