@@ -5,7 +5,7 @@ Proxy sources only: Ollama itself answers 403 to CORS rejections.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import datetime, timedelta
 
 from monitor import rules_text
@@ -20,7 +20,7 @@ class AuthFailures:
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self.failures: dict[str, deque[datetime]] = {}  # only clients that failed
+        self.failures: OrderedDict[str, deque[datetime]] = OrderedDict()  # only clients that failed
 
     def check(self, view: View) -> list[Alert]:
         if not view.is_proxy:
@@ -47,4 +47,6 @@ class AuthFailures:
         return [Alert(q[-1], self.id, Severity.WARNING, title, message, (ip,), key, details)]
 
     def prune(self, now: datetime) -> None:
-        self.failures = {ip: q for ip, q in self.failures.items() if q and now - q[-1] < AUTH_WINDOW}
+        self.failures = OrderedDict(
+            (ip, q) for ip, q in self.failures.items() if q and now - q[-1] < AUTH_WINDOW
+        )

@@ -8,6 +8,7 @@ argument; nothing here does I/O.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,10 +80,13 @@ class Shared:
     def who(self, ip: str, status: Status | None = None) -> str:
         return rules_text.who(ip, self.known.name(ip), status or self.known.status(ip))
 
-    def cap(self, state: dict[str, Any]) -> None:
-        """Forget the oldest entries (insertion order = least recently active) beyond max_tracked."""
+    def cap(self, state: OrderedDict[str, Any]) -> None:
+        """Forget the oldest entries (insertion order = least recently active) beyond max_tracked.
+
+        An OrderedDict: popping a plain dict's first entry again and again leaves a run of deleted
+        slots that every later `next(iter(d))` walks, which makes a long flood quadratic."""
         while len(state) > self.max_tracked:
-            del state[next(iter(state))]
+            state.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ PROXY_SEEN of that request.
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -34,8 +35,8 @@ class DirectAccess:
         self.shared = shared
         self.proxy_configured = proxy_configured
         self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
-        self.proxy_seen: dict[str, datetime] = {}  # client ip -> last time a proxy source saw it
-        self.pending: dict[str, tuple[datetime, Request, str]] = {}
+        self.proxy_seen: OrderedDict[str, datetime] = OrderedDict()  # client ip -> last seen by a proxy
+        self.pending: OrderedDict[str, tuple[datetime, Request, str]] = OrderedDict()
 
     def _is_trusted_proxy(self, ip: str) -> bool:
         try:
@@ -47,8 +48,13 @@ class DirectAccess:
     def check(self, view: View) -> list[Alert]:
         ip, reqs = view.ip, view.reqs
         if view.is_proxy:
-            self.proxy_seen[ip] = max(self.proxy_seen.pop(ip, reqs[-1].ts), reqs[-1].ts)
-            self.shared.cap(self.proxy_seen)
+            seen = self.proxy_seen.get(ip)
+            if seen is None:
+                self.proxy_seen[ip] = reqs[-1].ts
+                self.shared.cap(self.proxy_seen)
+            else:
+                self.proxy_seen[ip] = max(seen, reqs[-1].ts)
+                self.proxy_seen.move_to_end(ip)
         elif (
             self.proxy_configured
             and ip not in self.pending
@@ -76,4 +82,6 @@ class DirectAccess:
         return out
 
     def prune(self, now: datetime) -> None:
-        self.proxy_seen = {ip: t for ip, t in self.proxy_seen.items() if now - t < PROXY_SEEN * 2}
+        self.proxy_seen = OrderedDict(
+            (ip, t) for ip, t in self.proxy_seen.items() if now - t < PROXY_SEEN * 2
+        )

@@ -7,7 +7,7 @@ members (the wave alert covers them).
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -26,7 +26,7 @@ class Recon:
     def __init__(self, shared: Shared, in_wave: Callable[[str], bool]) -> None:
         self.shared = shared
         self.in_wave = in_wave
-        self.seen: dict[str, deque[tuple[datetime, str]]] = {}  # only clients that enumerate
+        self.seen: OrderedDict[str, deque[tuple[datetime, str]]] = OrderedDict()  # clients that enumerate
 
     def check(self, view: View) -> list[Alert]:
         ip = view.ip
@@ -63,4 +63,4 @@ class Recon:
         return [Alert(last_ts, self.id, Severity.WARNING, title, message, (ip,), key, details)]
 
     def prune(self, now: datetime) -> None:
-        self.seen = {ip: q for ip, q in self.seen.items() if q and now - q[-1][0] < RECON_WINDOW}
+        self.seen = OrderedDict((ip, q) for ip, q in self.seen.items() if q and now - q[-1][0] < RECON_WINDOW)

@@ -10,7 +10,7 @@ addresses are remembered (least recently active first out), so no flood grows th
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +45,7 @@ class UnknownSources:
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self.memory: dict[str, _SourceMemory] = {}  # insertion order = recency
+        self.memory: OrderedDict[str, _SourceMemory] = OrderedDict()  # order = recency
         # Wave detection, linear in the number of new addresses: first sightings counted per minute of
         # log time, and the recent ones that are not wave members yet (at most WAVE_THRESHOLD + a few).
         self._new_per_minute: dict[datetime, int] = {}
@@ -91,9 +91,11 @@ class UnknownSources:
     def prune(self, now: datetime) -> None:
         cd = self.shared.cooldowns
         horizon = max(REMINDER, cd.of("unknown-source"), cd.of("management-endpoint"))
-        self.memory = {
-            ip: m for ip, m in self.memory.items() if m.last_alert is None or now - m.last_alert < horizon * 2
-        }
+        self.memory = OrderedDict(
+            (ip, m)
+            for ip, m in self.memory.items()
+            if m.last_alert is None or now - m.last_alert < horizon * 2
+        )
 
     # --- waves ---------------------------------------------------------------------------------
     def _count_new(self, ts: datetime) -> int:
@@ -162,9 +164,13 @@ class UnknownSources:
         ip, reqs, source = view.ip, view.reqs, view.source
         ts = reqs[0].ts
         rank = max(RANK[classify(r.method, r.path)] for r in reqs)
-        known_before = self.memory.pop(ip, None)  # re-inserted at the end: the dict's order is recency
-        mem = self.memory[ip] = known_before or _SourceMemory(first_seen=ts)
-        self.shared.cap(self.memory)
+        known_before = self.memory.get(ip)
+        if known_before is not None:
+            self.memory.move_to_end(ip)  # the order is recency
+        mem = known_before or _SourceMemory(first_seen=ts)
+        if known_before is None:
+            self.memory[ip] = mem
+            self.shared.cap(self.memory)
         if known_before is None:
             self._candidates.append((ts, ip))
             while self._candidates and ts - self._candidates[0][0] > WAVE_WINDOW:
