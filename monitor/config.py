@@ -32,6 +32,7 @@ RULE_IDS = (
     "auth-failures",
     "direct-access",
     "forwarded-mismatch",
+    "parse-failures",
     "anomaly",
 )
 ENV_VAR = "OLLAMA_MONITOR_CONFIG"
@@ -229,6 +230,9 @@ class RuleSettings(_Section):
     )
     auth_failures_threshold: int = Field(
         default=20, ge=1, description="401/403 responses from one source in 10 minutes."
+    )
+    parse_failures_threshold: int = Field(
+        default=20, ge=1, description="Rejected (unreadable) lines from one log source in 10 minutes."
     )
 
     @field_validator("disabled")

@@ -9,6 +9,7 @@ below never run concurrently with each other or with a commit. The loop waits on
 
 Hooks for the stages that come after storage (detection, alerts, systemd notify):
 - `on_stored(source, requests, now)` after each committed batch that holds requests;
+- `on_rejects(source, rejects, now)` after each committed batch that holds rejected lines;
 - `tick(now)` about once a second.
 An exception in a hook is logged and the daemon goes on (the rows are already stored).
 
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from monitor.config import Settings, SourceSettings
 from monitor.errors import DatabaseReplaced, MonitorError, StoreError, database_error
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("monitor.daemon")
 
 OnStored = Callable[[SourceSettings, list[Request], datetime], None]
+OnRejects = Callable[[SourceSettings, list[tuple[int, str, str]], datetime], None]
 Tick = Callable[[datetime], None]
 FollowerFactory = Callable[[SourceSettings, "Store"], Follower]
 
@@ -64,6 +66,7 @@ class Daemon:
         *,
         load_settings: Callable[[], Settings] | None = None,
         on_stored: OnStored | None = None,
+        on_rejects: OnRejects | None = None,
         tick: Tick | None = None,
         follower_factory: FollowerFactory = make_follower,
         now: Callable[[], datetime] = _utcnow,
@@ -72,6 +75,7 @@ class Daemon:
         self.settings = settings
         self.store = store
         self.on_stored = on_stored
+        self.on_rejects = on_rejects
         self.tick = tick
         self._load_settings = load_settings
         self._factory = follower_factory
@@ -157,6 +161,8 @@ class Daemon:
                 self.stored_lines += batch.lines
                 if batch.parsed and self.on_stored is not None:
                     self._call_hook(follower.source, batch.requests)
+                if batch.rejects and self.on_rejects is not None:
+                    self._call_hook(follower.source, batch.rejects, self.on_rejects)
         except DatabaseReplaced as exc:
             self._lost(exc)
             return False
@@ -190,16 +196,21 @@ class Daemon:
             log.exception("source %s: cannot rewind; restarting it", name)
             self._restart_source(follower.source)
 
-    def _call_hook(self, source: SourceSettings, requests: list[Request]) -> None:
-        assert self.on_stored is not None
+    def _call_hook(
+        self, source: SourceSettings, rows: list[Any], hook: Callable[..., None] | None = None
+    ) -> None:
+        hook = hook or self.on_stored
+        assert hook is not None
         try:
-            self.on_stored(source, requests, self._now())
+            hook(source, rows, self._now())
         except Exception as exc:  # noqa: BLE001 - the rows are stored; a hook bug must not stop ingestion
             store_error = database_error(exc)
             if store_error is not None:
                 self._log_once(f"source {source.name}: rules and alerts: {store_error}")
             else:
-                log.exception("on_stored hook failed for source %s", source.name)
+                log.exception(
+                    "%s hook failed for source %s", getattr(hook, "__name__", "on_stored"), source.name
+                )
 
     def _run_tick(self) -> None:
         if self._watcher is not None:

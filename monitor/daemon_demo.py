@@ -247,7 +247,7 @@ def run_demo(
         say(
             f"Following {live_log} with the real daemon for {seconds:.0f} seconds. Alerts appear as they fire."
         )
-        daemon = Daemon(settings, store, on_stored=jobs.on_stored, tick=jobs.tick)
+        daemon = Daemon(settings, store, on_stored=jobs.on_stored, on_rejects=jobs.on_rejects, tick=jobs.tick)
         writer = threading.Thread(target=_write_live, args=(live_log, seconds, say, daemon), daemon=True)
         jobs.start()
         writer.start()

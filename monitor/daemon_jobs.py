@@ -1,7 +1,8 @@
 """The daemon's jobs besides following: detection, alert delivery, heartbeat, systemd, retention, metrics.
 
-`Jobs` plugs into `monitor.daemon.Daemon` through its two hooks:
+`Jobs` plugs into `monitor.daemon.Daemon` through its hooks:
 - `on_stored(source, requests, now)`: the rules run on every committed batch (the pipeline);
+- `on_rejects(source, rejects, now)`: a batch's rejected lines go to the rules (parse-failures);
 - `tick(now)`: about once a second: close and score windows, retrain when due, flush digests, write the
   heartbeat, tell systemd how we are (`STATUS=`, `WATCHDOG=1`), prune old rows hourly, and follow a
   SIGHUP's new settings (allow-list, alert URLs).
@@ -145,6 +146,10 @@ class Jobs:
         if self.metrics is not None:
             self.metrics.requests.labels(source=source.name).inc(len(requests))
         self._emit(self.pipeline.process(source, requests, now))
+
+    def on_rejects(self, source: SourceSettings, rejects: list[tuple[int, str, str]], now: datetime) -> None:
+        """Hand a committed batch's rejected lines to the rules (the parse-failures rule)."""
+        self._emit(self.pipeline.process(source, [], now, rejects=rejects))
 
     def tick(self, now: datetime) -> None:
         if not self._ready:

@@ -27,7 +27,7 @@ from monitor.known import KnownSources
 from monitor.records import Alert, Notification, Request, Severity
 from monitor.rules import REMINDER, RulesEngine
 from monitor.rules_text import block_hint
-from monitor.store import Store
+from monitor.store import Store, reject_queries
 from monitor.store import detect_queries as q
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class Pipeline:
         now: datetime,
         *,
         is_proxy: bool | None = None,
+        rejects: Sequence[tuple[int, str, str]] = (),
     ) -> list[Notification]:
         """Run the immediate rules over one stored batch; return the notifications released now."""
         self._start(now)
@@ -171,7 +172,7 @@ class Pipeline:
                 self._buffer_from = start if earlier is None else start + self.window
             if self._feature_sources is None or name in self._feature_sources:
                 self._buffer.extend(requests)
-        alerts = self.rules.evaluate(requests, now, source=name, is_proxy=proxy)
+        alerts = self.rules.evaluate(requests, now, source=name, is_proxy=proxy, rejects=rejects)
         return self._emit(alerts, now)
 
     def tick(self, now: datetime) -> list[Notification]:
@@ -401,11 +402,15 @@ def drive_store(
     batch: dict[str, list[Request]] = {}
     current: datetime | None = None
     last_ts: datetime | None = None
+    rejected = reject_queries.rejects_by_slot(pipeline.store, step, floor_time)  # (source, slot) -> rejects
     for source, req in q.iter_stored_requests(pipeline.store):
         slot = floor_time(req.ts, step)
         if current is not None and slot != current:
             for name, reqs in batch.items():
-                out.extend(pipeline.process(name, reqs, reqs[-1].ts, is_proxy=proxies.get(name, False)))
+                rj = rejected.pop((name, current), ())
+                out.extend(
+                    pipeline.process(name, reqs, reqs[-1].ts, is_proxy=proxies.get(name, False), rejects=rj)
+                )
             batch = {}
             t = current + step
             while t <= slot:
@@ -415,7 +420,10 @@ def drive_store(
         last_ts = req.ts
         batch.setdefault(source, []).append(req)
     for name, reqs in batch.items():
-        out.extend(pipeline.process(name, reqs, reqs[-1].ts, is_proxy=proxies.get(name, False)))
+        rj = rejected.pop((name, current), ()) if current else ()
+        out.extend(pipeline.process(name, reqs, reqs[-1].ts, is_proxy=proxies.get(name, False), rejects=rj))
+    for (name, slot), rj in sorted(rejected.items(), key=lambda kv: kv[0][1]):  # files without requests
+        out.extend(pipeline.process(name, [], slot + step, is_proxy=proxies.get(name, False), rejects=rj))
     if last_ts is not None:  # let the last window close and the last digest flush
         end = (
             floor_time(last_ts, pipeline.window)

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from monitor.known import Status
 from monitor.records import Request
+from monitor.sanitize import for_terminal, neutralise
+
+if TYPE_CHECKING:
+    from monitor.rules.parse_failures import Finding
 
 
 def _fmt_ts(ts: datetime) -> str:
@@ -53,12 +58,19 @@ def who(ip: str, name: str | None, status: Status) -> str:
 
 
 def wave_text(
-    ips: Sequence[str], total: int, sources: Sequence[str], first: datetime, last: datetime
+    ips: Sequence[str],
+    total: int,
+    sources: Sequence[str],
+    first: datetime,
+    last: datetime,
+    more: int = 0,
 ) -> tuple[str, str]:
-    """A wave of new unknown sources (`ips` in order of first sighting; `sources` the log sources)."""
-    shown = ", ".join(ips[:15]) + (f" and {len(ips) - 15} more" if len(ips) > 15 else "")
+    """A wave of new unknown sources (`ips` in order of first sighting, and `more` not listed;
+    `sources` the log sources)."""
+    count = len(ips) + more
+    shown = ", ".join(ips[:15]) + (f" and {count - 15:,} more" if count > 15 else "")
     message = (
-        f"A wave of new unknown sources is using the Ollama API: {len(ips)} not reported before "
+        f"A wave of new unknown sources is using the Ollama API: {count:,} not reported before "
         f"({total} requests); any earlier ones were alerted on their own.\n"
         f"Sources: {shown}{' via ' + ', '.join(sources) if sources else ''}\n"
         f"When: {_fmt_ts(first)} to {_fmt_ts(last)}\n"
@@ -67,7 +79,7 @@ def wave_text(
         f"Next: firewall port 11434 (or bind Ollama to 127.0.0.1) rather than blocking addresses one by one; "
         f"`ollama-monitor sources list` shows them all."
     )
-    return f"Wave of unknown sources using the Ollama API ({len(ips)} new)", message
+    return f"Wave of unknown sources using the Ollama API ({count:,} new)", message
 
 
 def unknown_source_text(
@@ -230,3 +242,34 @@ def direct_text(ip: str, source_who: str, source: str, ts: datetime, req: Reques
         f"Next: bind Ollama to 127.0.0.1 (OLLAMA_HOST=127.0.0.1:11434) or firewall port 11434: {block_hint(ip)}"
     )
     return f"Direct access to Ollama from {ip}, bypassing the proxy", message
+
+
+def parse_failures_text(
+    found: Finding, addresses: Sequence[tuple[str, int]], window: timedelta, threshold: int
+) -> tuple[str, str]:
+    """A log source's rejected lines (`found`); `addresses` = (who, count) of the addresses they carry.
+
+    The raw lines are the attacker's text that no parser vouched for: samples are shown with control
+    characters as visible escapes, chat syntax defused and capped, like everything else a person reads."""
+    reasons = ", ".join(f"{for_terminal(r, 80)} x{n:,}" for r, n in found.reasons[:6])
+    if len(found.reasons) > 6:
+        reasons += f" and {len(found.reasons) - 6} more"
+    named = ", ".join(f"{who} x{n:,}" for who, n in addresses)
+    samples = "".join(
+        f"\n  [{for_terminal(r, 60)}] {neutralise(for_terminal(t, 160))}" for r, t in found.samples
+    )
+    minutes = int(window.total_seconds() // 60)
+    message = (
+        f"{found.total:,} lines of log source {found.source or '(unnamed)'} could not be parsed within "
+        f"{minutes} minutes (threshold: {threshold}).\n"
+        f"When: {_fmt_ts(found.first)} to {_fmt_ts(found.last)}\n"
+        f"Reasons: {reasons}\n"
+        + (f"Addresses in the rejected lines: {named}\n" if named else "")
+        + f"Samples:{samples}\n"
+        f"Why: a stream of lines the monitor cannot read is a changed log format (those requests are not "
+        f"being watched) or someone writing lines crafted to be unreadable, whose requests then raise no alert.\n"
+        f"Next: `ollama-monitor check FILE --show-rejects` lists them; fix the source's `format` (or the "
+        f"proxy's log_format); if the lines name a client you do not know, block it"
+        + (f": {block_hint(found.addresses[0][0])}" if found.addresses else ".")
+    )
+    return f"Unreadable lines in log source {found.source or '(unnamed)'} ({found.total:,} rejected)", message

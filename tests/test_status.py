@@ -67,3 +67,33 @@ def test_status_model_states_and_stuck_daemon(tmp_path: Path) -> None:
         store.set_meta("daemon.heartbeat", datetime.now(UTC).isoformat())
     code, data = status(tmp_path, cfg)
     assert code == 0 and data["daemon"]["state"] == "running"
+
+
+def test_status_shows_rejects_per_source(tmp_path: Path) -> None:
+    """Rejected lines of the last 24 hours, by reason, per source (real lines of another format)."""
+    from monitor.ingest import ingest_file
+    from tests.test_parse_failures import CADDY, write
+
+    db = tmp_path / "monitor.db"
+    log = write(tmp_path / "access.log", CADDY[:7])
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n[detector]\nmodel_dir = "{tmp_path / "models"}"\n'
+        f'[[sources]]\nname = "nginx"\npath = "{log}"\nformat = "nginx"\n'
+    )
+    with Store.open(f"sqlite:///{db}") as store:
+        report = ingest_file(store, log, "nginx", "nginx")
+    assert report.rejected == 7
+    _, data = status(tmp_path, cfg)
+    [src] = data["sources"]  # type: ignore[misc]
+    assert src["rejects"] == 7 and sum(src["rejects_24h"].values()) == 7
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(cfg), "status"],
+        capture_output=True,
+        text=True,
+        env=isolated_env(tmp_path),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    reason = next(iter(src["rejects_24h"]))
+    assert f"rejects of nginx in the last 24 h: {reason} x7" in proc.stdout, proc.stdout

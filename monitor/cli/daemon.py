@@ -76,7 +76,14 @@ def run(env: Env, log_level: str) -> None:
         lock.acquire()  # a second daemon on this database stops here (exit 73)
         lock.refuse_if_replaced(bool(store.checkpoints()))
         jobs = Jobs(settings, store)
-        daemon = Daemon(settings, store, load_settings=load, on_stored=jobs.on_stored, guard=lock.check)
+        daemon = Daemon(
+            settings,
+            store,
+            load_settings=load,
+            on_stored=jobs.on_stored,
+            on_rejects=jobs.on_rejects,
+            guard=lock.check,
+        )
 
         def tick(now: datetime) -> None:
             if daemon.settings is not jobs.settings:  # a SIGHUP reloaded the configuration

@@ -13,6 +13,7 @@ import click
 from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
+from monitor.sanitize import for_terminal
 from monitor.store import as_utc
 
 # Exit statuses: 0 healthy (or nothing configured to follow), 2 stuck or crashed, 3 not running.
@@ -30,6 +31,7 @@ def collect(env: Env, now: datetime | None = None) -> dict[str, Any]:
     try:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         today = status_queries.requests_since_by_source(store, day_start)
+        rejected = status_queries.rejects_since_by_source(store, now - timedelta(hours=24))
         checkpoints = store.checkpoints()
         sources = []
         for src in settings.sources:
@@ -52,6 +54,7 @@ def collect(env: Env, now: datetime | None = None) -> dict[str, Any]:
                     "lines_today": today.get(src.name, 0),
                     "lines_total": sum(int(c["lines"]) for c in mine),
                     "rejects": sum(int(c["rejected"]) for c in mine),
+                    "rejects_24h": dict(list(rejected.get(src.name, {}).items())[:10]),
                     "files": len(mine),
                 }
             )
@@ -174,7 +177,7 @@ def _print(env: Env, data: dict[str, Any]) -> None:
     rate = f", {d['lines_per_second']:.1f} lines/s" if d["lines_per_second"] is not None else ""
     out.print(f"daemon: [{colour}]{d['state']}[/] (last heartbeat {d['heartbeat'] or 'never'}{rate})")
     if data["sources"]:
-        table = Table("source", "origin", "position", "lag", "last line", "today", "total", "rejects")
+        table = Table("source", "origin", "position", "lag", "last line", "today", "total", "rejects (24 h)")
         for s in data["sources"]:
             table.add_row(
                 s["name"],
@@ -184,9 +187,13 @@ def _print(env: Env, data: dict[str, Any]) -> None:
                 s["last_line_ts"] or "-",
                 f"{s['lines_today']:,}",
                 f"{s['lines_total']:,}",
-                f"{s['rejects']:,}",
+                f"{s['rejects']:,} ({sum(s['rejects_24h'].values()):,})",
             )
         out.print(table)
+        for s in data["sources"]:
+            if s["rejects_24h"]:
+                reasons = ", ".join(f"{for_terminal(r, 60)} x{n:,}" for r, n in s["rejects_24h"].items())
+                out.print(f"rejects of {s['name']} in the last 24 h: {reasons}", markup=False)
     else:
         out.print(
             "sources: none configured (add [[sources]] to the config; see config/monitor.example.toml)",

@@ -29,3 +29,19 @@ def alerts_since(store: Store, since: datetime) -> int:
     a = schema.alerts
     with store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(a).where(a.c.ts >= since)).scalar_one())
+
+
+def rejects_since_by_source(store: Store, since: datetime) -> dict[str, dict[str, int]]:
+    """Rejected lines stored at or after `since`: source -> reason -> count (most first)."""
+    rj = schema.rejects
+    stmt = (
+        select(rj.c.source, rj.c.reason, func.count())
+        .where(rj.c.seen_at >= since)
+        .group_by(rj.c.source, rj.c.reason)
+        .order_by(func.count().desc())
+    )
+    out: dict[str, dict[str, int]] = {}
+    with store.engine.connect() as conn:
+        for source, reason, n in conn.execute(stmt):
+            out.setdefault(str(source), {})[str(reason)] = int(n)
+    return out
