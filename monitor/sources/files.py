@@ -144,6 +144,8 @@ class FileFollower:
         self._next_scan = 0.0
         self._scan_cache: dict[str, tuple[int, int, int, int]] = {}
         self._complained: set[str] = set()
+        # The file at the path while it has no identity yet: (dev, inode), its descriptor, size seen.
+        self._waiting: tuple[tuple[int, int], L.PlainFile, int] | None = None
 
     # --- the daemon's interface ---------------------------------------------------------------------
     def watch_targets(self) -> dict[str, set[str]]:
@@ -196,6 +198,7 @@ class FileFollower:
             tracked.decoder = self._decoder_factory(self.source)
 
     def close(self) -> None:
+        self._drop_waiting()
         for tracked in self._all():
             tracked.reader.close()
         self._active = None
@@ -204,6 +207,11 @@ class FileFollower:
     # --- internals ------------------------------------------------------------------------------------
     def _all(self) -> list[_Tracked]:
         return [*self._draining, *([self._active] if self._active else [])]
+
+    def _drop_waiting(self) -> None:
+        if self._waiting is not None:
+            self._waiting[1].close()
+            self._waiting = None
 
     def _complain(self, key: str, message: str) -> None:
         if key not in self._complained:
@@ -216,9 +224,9 @@ class FileFollower:
         record = new_start_record()
         if self.source.start_at == "end":
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = L.open_regular(self.path)  # never blocks: a FIFO at the path is refused
             except OSError:
-                fd = -1
+                fd = -1  # missing, unreadable or not a regular file: `_stat_path` says which, once
             if fd >= 0:
                 plain = L.PlainFile(fd)
                 try:
@@ -254,8 +262,13 @@ class FileFollower:
             self._complain("perm", f"source {self.name}: cannot stat {self.path}: {exc.strerror or exc}")
             return None
         if not stat_mod.S_ISREG(st.st_mode):
-            self._complain("notreg", f"source {self.name}: {self.path} is not a regular file; waiting")
+            self._complain(
+                "notreg",
+                f"source {self.name}: {self.path} is {L.file_kind(st.st_mode)}, not a regular file; "
+                "not reading it (waiting for a regular file there)",
+            )
             return None
+        self._complained.discard("notreg")
         return st
 
     def _refresh(self, now: float) -> None:
@@ -279,24 +292,38 @@ class FileFollower:
                 self._next_scan = now
         if self._active is None and st is not None:
             self._active = self._open_path(st, now)
+        elif st is None:
+            self._drop_waiting()
 
     def _open_path(self, st: os.stat_result, now: float) -> _Tracked | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        plain = L.PlainFile(fd)
-        fst = os.fstat(fd)
-        key = (fst.st_dev, fst.st_ino)
+        key = (st.st_dev, st.st_ino)
         for old in self._draining:
             if old.dev_ino == key:  # renamed back, or found by the sibling scan first
-                plain.close()
+                self._drop_waiting()
                 self._draining.remove(old)
                 return old
+        waiting = self._waiting
+        if waiting is not None and waiting[0] == key:
+            plain = waiting[1]
+            if st.st_size == waiting[2]:
+                return None  # unchanged since we last looked: still no identity
+        else:
+            self._drop_waiting()
+            try:
+                plain = L.PlainFile(L.open_regular(self.path))
+            except FileNotFoundError:
+                return None
+            fst = os.fstat(plain.fd)
+            if (fst.st_dev, fst.st_ino) != key:  # replaced between stat and open: look again next time
+                plain.close()
+                return None
         prefix = L.identity_prefix(L.read_head(plain))
-        if prefix is None:  # no complete first line yet: no identity, wait for it
-            plain.close()
+        if prefix is None:
+            # No complete first line yet: no identity. Keep the descriptor and wait for the file to
+            # grow (reopening it on every look fires file events that would wake us again).
+            self._waiting = (key, plain, st.st_size)
             return None
+        self._waiting = None
         fp = L.fingerprint_of(prefix)
         same = [t for t in self._draining if t.fp == fp]
         if same:
@@ -383,7 +410,7 @@ class FileFollower:
             if L.is_gzip_path(path):
                 reader = L.GzipFile(path)
             else:
-                reader = L.PlainFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                reader = L.PlainFile(L.open_regular(path))
         except OSError:
             return False
         keep = False
