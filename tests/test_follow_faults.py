@@ -4,7 +4,9 @@ real inotify (watchdog) and a real SQLite store."""
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,14 @@ import pytest
 from monitor.sources.files import FileFollower
 from monitor.sources.watch import DirectoryWatcher
 from monitor.store import Store
-from tests.test_follow import append, drain, follower, store  # noqa: F401 (fixture)
+from tests.test_follow import append, drain, follower
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    yield s
+    s.close()
 
 
 def _watching(f: FileFollower) -> tuple[DirectoryWatcher, list[float]]:
@@ -88,3 +97,105 @@ def test_an_empty_file_is_waited_on_through_one_descriptor(tmp_path: Path, store
     assert _descriptors_on(log) == 1
     f.close()
     assert _descriptors_on(log) == 0
+
+
+def _release(fifo: Path) -> None:
+    """Unblock a reader stuck in open() on `fifo` (the bug), so a failing test does not hang."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    os.close(fd)
+
+
+@pytest.mark.parametrize("start_at", ["end", "beginning"])
+def test_a_fifo_at_the_path_is_refused_without_blocking(
+    tmp_path: Path, store: Store, start_at: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13.12: a FIFO at a source path blocked the daemon forever in open() at start."""
+    log = tmp_path / "access.log"
+    os.mkfifo(log)
+    os.mkfifo(tmp_path / "access.log.1")  # a FIFO among the rotated siblings, too
+    caplog.set_level("WARNING")
+    f = follower(store, log, start_at=start_at)
+    done = threading.Event()
+
+    def two_reads() -> None:
+        f.read(100)
+        f.read(100)
+        done.set()
+
+    thread = threading.Thread(target=two_reads, daemon=True)
+    thread.start()
+    if not done.wait(5):
+        _release(log)
+        _release(tmp_path / "access.log.1")
+        thread.join(5)
+        raise AssertionError("read() blocked on a FIFO")
+    warnings = [r.getMessage() for r in caplog.records if "FIFO" in r.getMessage()]
+    assert len(warnings) == 1 and "not a regular file" in warnings[0], warnings
+    os.unlink(log)
+    append(log, "a regular file again")
+    assert drain(f, store) == ["a regular file again"]
+    f.close()
+
+
+def test_a_fifo_source_does_not_stop_the_others(tmp_path: Path) -> None:
+    """Issue 13.12, in the daemon: the other sources keep going while one path is a FIFO."""
+    from monitor.config import validate
+    from monitor.daemon import Daemon
+    from tests.test_follow_daemon import nginx
+
+    fifo, good = tmp_path / "fifo.log", tmp_path / "good.log"
+    os.mkfifo(fifo)
+    good.write_text(nginx("/stored"))
+    settings = validate(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+            "daemon": {"poll_seconds": 0.2},
+            "sources": [
+                {"name": "fifo", "path": str(fifo), "format": "nginx", "start_at": "end"},
+                {"name": "good", "path": str(good), "format": "nginx", "start_at": "beginning"},
+            ],
+        }
+    )
+    daemon_store = Store.open(settings.database.url)
+    stored: list[str] = []
+    daemon = Daemon(
+        settings, daemon_store, on_stored=lambda _s, reqs, _n: stored.extend(r.path or "" for r in reqs)
+    )
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not stored and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stored == ["/stored"]
+    finally:
+        daemon.request_stop()
+        thread.join(5)
+        if thread.is_alive():
+            _release(fifo)
+            thread.join(10)
+        daemon_store.close()
+    assert not thread.is_alive()
+
+
+def test_nul_runs_before_a_line_are_stripped_live(tmp_path: Path, store: Store) -> None:
+    """Issue 13.13: a block of NUL bytes before a valid line made it a reject and hid its client."""
+    from monitor.sources.base import commit
+    from tests.test_follow import nginx as nginx_line
+
+    log = tmp_path / "access.log"
+    log.write_bytes(
+        (nginx_line("/first") + "\n").encode() + b"\0" * 5000 + (nginx_line("/after-nuls") + "\n").encode()
+    )
+    f = follower(store, log, echo=False)  # the real nginx decoder
+    paths, rejects = [], []
+    for batch in f.read(100):
+        commit(store, batch)
+        paths += [r.path for r in batch.requests]
+        rejects += batch.rejects
+    assert paths == ["/first", "/after-nuls"] and rejects == []
+    assert f.nul_lines == 1
+    f.close()

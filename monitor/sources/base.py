@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from monitor import parsers
 from monitor.config import SourceSettings, tzinfo_for
 from monitor.records import Checkpoint, Reject, Request, Skip
+from monitor.sources.lines import decode_safely
+
+__all__ = ["Batch", "Decoder", "DecoderFactory", "add_result", "commit", "decode_safely", "default_decoder"]
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -77,15 +80,6 @@ def commit(store: Store, batch: Batch) -> None:
     )
     if batch.on_commit is not None:
         batch.on_commit()
-
-
-def decode_safely(decoder: Decoder, text: str) -> Request | Skip | Reject | None:
-    """Run the decoder; a decoder bug on one hostile line becomes a reject, not a dead source."""
-    try:
-        return decoder.decode(text)
-    except Exception as exc:  # noqa: BLE001 - every log byte is attacker-controlled
-        log.debug("decoder raised on a line", exc_info=True)
-        return Reject(f"decoder error: {type(exc).__name__}")
 
 
 def add_result(batch: Batch, offset: int, result: Request | Skip | Reject, text: str) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.config import SourceSettings
-from monitor.records import Checkpoint, Reject, Skip
+from monitor.records import Checkpoint
 from monitor.sources import lines as L
 from monitor.sources.base import (
     Batch,
@@ -45,7 +45,6 @@ from monitor.sources.base import (
     DecoderFactory,
     StartRecord,
     add_result,
-    decode_safely,
     default_decoder,
     load_start,
     new_start_record,
@@ -132,6 +131,7 @@ class FileFollower:
         self.path = os.path.abspath(os.path.expanduser(source.path))
         self.store = store
         self.more = False  # the last read stopped on its budget: call again without waiting
+        self.nul_lines = 0  # lines read with NUL bytes stripped from them (a crashed writer's leftovers)
         self._decoder_factory = decoder_factory
         self._grace = drain_grace
         self._scan_every = scan_seconds
@@ -407,10 +407,7 @@ class FileFollower:
         """Open a rotated sibling that holds unread lines; return it, True (nothing to do) or False (later)."""
         reader: L.PlainFile | L.GzipFile
         try:
-            if L.is_gzip_path(path):
-                reader = L.GzipFile(path)
-            else:
-                reader = L.PlainFile(L.open_regular(path))
+            reader = L.open_file(path)
         except OSError:
             return False
         keep = False
@@ -468,21 +465,27 @@ class FileFollower:
         tracked.eof = False
         tracked.last_growth = now
         batch = Batch(self.name, tracked.file_id, Checkpoint(self.name, tracked.fp, 0, tracked.path))
+        nul_lines = 0
         for line in raw_lines:
-            if line.too_long:
-                text = L.decode_line(line.data[:2000])
-                result: object = Reject("line too long")
-            else:
-                text = L.decode_line(line.data)
-                result = Skip("blank line") if not text.strip() else decode_safely(tracked.decoder, text)
+            result, text, nul = L.decode_raw(tracked.decoder, line)
+            nul_lines += nul
             if result is None:  # a part of a split record: the checkpoint must not pass its first part
                 if tracked.pending_start is None:
                     tracked.pending_start = line.offset
                 continue
-            add_result(batch, line.offset, result, text)  # type: ignore[arg-type]
+            add_result(batch, line.offset, result, text)
             if not _holding(tracked.decoder):
                 tracked.pending_start = None
         batch.lines = len(raw_lines)
+        if nul_lines:
+            self.nul_lines += nul_lines
+            log.warning(
+                "source %s: stripped NUL bytes from %d line(s) of %s (a writer crashed or preallocated); "
+                "the lines after them were read",
+                self.name,
+                nul_lines,
+                tracked.path,
+            )
         tracked.read_pos = new_pos
         position = tracked.pending_start if tracked.pending_start is not None else new_pos
         batch.checkpoint = Checkpoint(self.name, tracked.fp, position, tracked.path)

@@ -1,4 +1,5 @@
-"""Line-reading primitives shared by the live follower (and usable by whole-file ingest).
+"""Reading lines, the one implementation for live follow (`monitor.sources.files`) and whole-file
+reading (`check`, `ingest` and its parse worker in `monitor.ingest`): open, identify, split, decode.
 
 Facts every reader here follows:
 - A file is identified by the fingerprint of its first line: sha256 of the first line including its
@@ -8,21 +9,32 @@ Facts every reader here follows:
 - Only complete lines are consumed from a live file; a partial last line waits for its newline.
 - Positions count real bytes. A line longer than MAX_LINE_BYTES keeps only its first MAX_LINE_BYTES
   bytes in memory (the caller turns it into a reject); its full length still moves the position.
-- Bytes become text as UTF-8 with errors="backslashreplace".
+- Bytes become text as UTF-8 with errors="backslashreplace"; NUL bytes are stripped first (counted by
+  the callers); a blank line is a skip; a line the decoder raises on is a reject (`decode_raw`).
+- Only regular files are opened, and never in a way that can block: a FIFO or a device at a log's path
+  is refused (`open_regular`), since open() on a FIFO waits for a writer forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
+import logging
 import os
-from dataclasses import dataclass
-from typing import Protocol
+import stat
+from collections.abc import Iterable, Iterator
+from typing import IO, NamedTuple, Protocol
+
+from monitor.records import Reject, Request, Skip
+
+log = logging.getLogger("monitor.sources")
 
 MAX_LINE_BYTES = 64 * 1024
 FINGERPRINT_BYTES = 4096
 CHUNK_BYTES = 256 * 1024
+READ_LINES = 10_000  # lines per read_lines call of whole-file reading
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -66,20 +78,30 @@ class PlainFile:
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
+    def __enter__(self) -> PlainFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
 
-class GzipFile:
-    """A gzip-compressed rotated log; positions are offsets in the decompressed text.
+class StreamFile:
+    """A byte stream read as `Readable`: a gzip-compressed rotated log (positions are offsets in the
+    decompressed text) or standard input.
 
     Reads are mostly sequential; the last chunk is cached so that re-reading from the start of an
-    unconsumed line does not rewind the (expensive to seek backwards) decompressor.
+    unconsumed line does not rewind the stream (a gzip stream seeks backwards by decompressing again;
+    a pipe cannot at all, and raises OSError).
     """
 
-    def __init__(self, path: str) -> None:
-        self._gz = gzip.open(path, "rb")  # noqa: SIM115 - lives as long as this reader; close() closes it
+    def __init__(self, stream: IO[bytes], *, owned: Iterable[IO[bytes]] = ()) -> None:
+        self._stream = stream
+        self._owned = [stream, *owned]
+        self._pos = 0
         self._cache_start = 0
         self._cache = b""
 
@@ -87,22 +109,96 @@ class GzipFile:
         end = self._cache_start + len(self._cache)
         if self._cache_start <= pos < end:
             return self._cache[pos - self._cache_start : pos - self._cache_start + n]
-        if self._gz.tell() != pos:
-            self._gz.seek(pos)
-        data = self._gz.read(n)
+        if self._pos != pos:
+            self._pos = self._stream.seek(pos)
+        data = self._stream.read(n)
         self._cache_start, self._cache = pos, data
+        self._pos = pos + len(data)
         return data
 
+    def __enter__(self) -> StreamFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        self._gz.close()
+        for stream in self._owned:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+class GzipFile(StreamFile):
+    """A gzip-compressed rotated log opened by path (refused unless it is a regular file)."""
+
+    def __init__(self, path: str) -> None:
+        raw = os.fdopen(open_regular(path), "rb")
+        try:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        except BaseException:
+            raw.close()
+            raise
+        super().__init__(stream, owned=[raw])  # type: ignore[arg-type]
+
+
+def open_file(path: str) -> PlainFile | GzipFile:
+    """Open a regular file by path, decompressing gzip; NotRegularFile for a FIFO or a device."""
+    fd = open_regular(path)
+    if os.pread(fd, 2, 0) != GZIP_MAGIC:
+        return PlainFile(fd)
+    os.close(fd)
+    return GzipFile(path)
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a directory): never read it."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"is {kind}, not a regular file", path)
+        self.kind = kind
+
+
+def open_regular(path: str) -> int:
+    """Open a regular file for reading and return its descriptor; raise NotRegularFile otherwise.
+
+    Opened with O_NONBLOCK so that a FIFO (or a device) at the path can never block us in open()
+    waiting for a writer: it is then refused after fstat. O_NONBLOCK changes nothing for regular files.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(path, file_kind(mode))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    """Name the kind of a non-regular file for error messages."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def is_gzip_path(path: str) -> bool:
     try:
-        with open(path, "rb") as fh:
-            return fh.read(2) == GZIP_MAGIC
+        fd = open_regular(path)
     except OSError:
         return False
+    try:
+        return os.pread(fd, 2, 0) == GZIP_MAGIC
+    finally:
+        os.close(fd)
 
 
 def read_head(source: Readable, n: int = FINGERPRINT_BYTES) -> bytes:
@@ -116,8 +212,7 @@ def read_head(source: Readable, n: int = FINGERPRINT_BYTES) -> bytes:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(NamedTuple):
     """One complete line: where it starts, its kept bytes (newline and CR stripped) and its full length."""
 
     offset: int
@@ -148,7 +243,7 @@ def read_lines(
     lines: list[RawLine] = []
     kept = 0
     line_start = start  # start of the line being assembled
-    carry = bytearray()  # its kept bytes so far (at most `cap`)
+    carry = bytearray()  # its kept bytes so far (at most `cap`), when it began in an earlier chunk
     carry_len = 0  # its full length so far
     scan = start
     while len(lines) < max_lines and kept < max_bytes:
@@ -160,18 +255,25 @@ def read_lines(
         tail = parts.pop()  # after the last newline: the beginning of an unfinished line
         stop = False
         for part in parts:
-            carry_len += len(part)
-            if len(carry) < cap:
-                carry += part[: cap - len(carry)]
-            raw = bytes(carry)
-            length = carry_len
+            if carry_len:  # the end of a line that began in an earlier chunk
+                carry_len += len(part)
+                if len(carry) < cap:
+                    carry += part[: cap - len(carry)]
+                raw = bytes(carry)
+                length = carry_len
+                carry.clear()
+                carry_len = 0
+            else:
+                length = len(part)
+                raw = part if length <= cap else part[:cap]
             if raw.endswith(b"\r") and length == len(raw):
                 raw, length = raw[:-1], length - 1
-            lines.append(RawLine(line_start, raw, length))
+                lines.append(RawLine(line_start, raw, length))
+                line_start += length + 2
+            else:
+                lines.append(RawLine(line_start, raw, length))
+                line_start += length + 1
             kept += len(raw)
-            line_start += carry_len + 1
-            carry.clear()
-            carry_len = 0
             if len(lines) >= max_lines or kept >= max_bytes:
                 stop = True
                 break
@@ -185,6 +287,58 @@ def read_lines(
         lines.append(RawLine(line_start, bytes(carry), carry_len))
         line_start += carry_len
     return lines, line_start
+
+
+def iter_lines(source: Readable, start: int = 0, *, final: bool) -> Iterator[tuple[RawLine, int]]:
+    """Yield (line, offset of the next line) for every complete line from byte `start` (whole-file
+    reading: `check`, `ingest` and its parse worker). A last line without a newline is yielded only
+    when `final`."""
+    position = start
+    while True:
+        lines, after = read_lines(source, position, max_lines=READ_LINES, final=final)
+        if not lines:
+            return
+        yield from zip(lines, [line.offset for line in lines[1:]] + [after], strict=True)
+        position = after
+
+
+# --- one line -> one result: the same rule for live follow and backfill ----------------------------
+
+
+class LineDecoderLike(Protocol):
+    """What this module needs of `monitor.parsers.decoder.LineDecoder`."""
+
+    def decode(self, line: str) -> Request | Skip | Reject | None: ...
+
+
+def decode_safely(decoder: LineDecoderLike, text: str) -> Request | Skip | Reject | None:
+    """Run the decoder; a decoder bug on one hostile line becomes a reject, not a dead source."""
+    try:
+        return decoder.decode(text)
+    except Exception as exc:  # noqa: BLE001 - every log byte is attacker-controlled
+        log.debug("decoder raised on a line", exc_info=True)
+        return Reject(f"decoder error: {type(exc).__name__}")
+
+
+def decode_raw(decoder: LineDecoderLike, line: RawLine) -> tuple[Request | Skip | Reject | None, str, bool]:
+    """Turn one raw line into (result, its text for a reject sample, whether NUL bytes were stripped).
+
+    - NUL bytes are removed first: a run of them is what a crashed or preallocating writer leaves in
+      front of the next real line, and the line after them must not lose its client.
+    - A line longer than MAX_LINE_BYTES is a reject ("line too long"); an empty or blank line a skip.
+    - Anything the decoder raises is a reject naming the exception (`decode_safely`).
+    - None: the decoder holds the line as a part of a split record (Docker's 16 KiB pieces).
+    """
+    data = line.data
+    nul = b"\0" in data
+    if nul:
+        data = data.replace(b"\0", b"")
+    if line.length > MAX_LINE_BYTES:
+        return Reject("line too long"), decode_line(data[:2000]), nul
+    text = data.decode("utf-8", "backslashreplace")
+    if not text or text.isspace():
+        return Skip("blank line"), text, nul
+    return decode_safely(decoder, text), text, nul
 
 
 def end_of_last_line(source: Readable, size: int) -> int:
@@ -203,8 +357,11 @@ def end_of_last_line(source: Readable, size: int) -> int:
 def gzip_size_hint(path: str) -> int | None:
     """Return the decompressed size recorded in a gzip trailer (modulo 4 GiB), or None."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(-4, os.SEEK_END)
-            return int.from_bytes(fh.read(4), "little")
+        fd = open_regular(path)
+        try:
+            size = os.fstat(fd).st_size
+            return int.from_bytes(os.pread(fd, 4, size - 4), "little") if size >= 4 else None
+        finally:
+            os.close(fd)
     except OSError:
         return None
