@@ -4,6 +4,7 @@ real inotify (watchdog) and a real SQLite store."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -198,4 +199,42 @@ def test_nul_runs_before_a_line_are_stripped_live(tmp_path: Path, store: Store) 
         rejects += batch.rejects
     assert paths == ["/first", "/after-nuls"] and rejects == []
     assert f.nul_lines == 1
+    f.close()
+
+
+def _copytruncate(path: Path, copy: Path) -> None:
+    shutil.copyfile(path, copy)
+    os.truncate(path, 0)
+
+
+@pytest.mark.parametrize("written_between", [0, 3])
+def test_copytruncate_then_at_once_a_rename_rotation(
+    tmp_path: Path, store: Store, written_between: int
+) -> None:
+    """Issue 13.9: copytruncate, then a rename rotation before the follower looked. The old inode went
+    to the draining list with its stale fingerprint, so its copy (same fingerprint) was skipped as
+    "being read through another handle" and the renamed inode as already tracked: lines unread."""
+    log = tmp_path / "access.log"
+    append(log, *[f"first {i}" for i in range(10)])
+    f = follower(store, log)
+    assert drain(f, store) == [f"first {i}" for i in range(10)]
+    append(log, *[f"unread {i}" for i in range(10)])  # written, not yet read
+    with log.open("a") as writer:  # the writer keeps its descriptor through both rotations
+        _copytruncate(log, tmp_path / "access.log.1")
+        writer.write("".join(f"between {i}\n" for i in range(written_between)))
+        writer.flush()
+        os.rename(tmp_path / "access.log.1", tmp_path / "access.log.2")
+        os.rename(log, tmp_path / "access.log.1")
+        log.touch()
+        writer.write("after rename 0\n")  # still the old inode: the writer has not reopened
+        writer.flush()
+    append(log, "new file 0")
+    got = drain(f, store)
+    want = (
+        [f"unread {i}" for i in range(10)]
+        + [f"between {i}" for i in range(written_between)]
+        + ["after rename 0", "new file 0"]
+    )
+    assert sorted(got) == sorted(want), f"missing {sorted(set(want) - set(got))}"
+    assert len(got) == len(want)
     f.close()

@@ -167,6 +167,7 @@ class FileFollower:
             self._ensure_started()
             now = self._clock()
             self._refresh(now)
+            self._drop_stale(now)
             if now >= self._next_scan:
                 self._next_scan = now + self._scan_every
                 self._scan_siblings(now)
@@ -294,6 +295,35 @@ class FileFollower:
             self._active = self._open_path(st, now)
         elif st is None:
             self._drop_waiting()
+
+    def _drop_stale(self, now: float) -> None:
+        """Stop draining old files that were truncated after we last read them (copytruncate, then a
+        rename rotation before we looked): their fingerprint and position no longer describe them.
+
+        The old content lives in the copy, which has the fingerprint and the checkpoint; what was
+        written after the truncation starts a file of its own. Both are found by the sibling scan,
+        which must look again at the dropped inode (its scan cache entry is forgotten).
+        """
+        for tracked in list(self._draining):
+            if tracked.gz:
+                continue
+            try:
+                stale = tracked.reader.size() < tracked.read_pos or not tracked.prefix_ok()
+            except OSError:
+                stale = True
+            if not stale:
+                continue
+            log.info(
+                "source %s: %s was truncated after its rotation; reading its copy and its new lines",
+                self.name,
+                tracked.path,
+            )
+            tracked.reader.close()
+            self._draining.remove(tracked)
+            self._scan_cache = {
+                path: sig for path, sig in self._scan_cache.items() if sig[:2] != tracked.dev_ino
+            }
+            self._next_scan = now
 
     def _open_path(self, st: os.stat_result, now: float) -> _Tracked | None:
         key = (st.st_dev, st.st_ino)
