@@ -305,10 +305,11 @@ class FileFollower:
         which must look again at the dropped inode (its scan cache entry is forgotten).
         """
         for tracked in list(self._draining):
-            if tracked.gz:
-                continue
+            reader = tracked.reader
+            if not isinstance(reader, L.PlainFile):
+                continue  # a compressed file never changes
             try:
-                stale = tracked.reader.size() < tracked.read_pos or not tracked.prefix_ok()
+                stale = reader.size() < tracked.read_pos or not tracked.prefix_ok()
             except OSError:
                 stale = True
             if not stale:
