@@ -1,6 +1,6 @@
 """Whole-file reading for `check` (parse only) and `ingest` (backfill into the store).
 
-A file is identified by the fingerprint of its first line, exactly as the live follower identifies it,
+A file is identified by the fingerprint of its first lines, exactly as the live follower identifies it,
 so `ingest access.log.1` after the daemon followed `access.log` resumes from the follower's checkpoint
 instead of storing the same lines twice. Rotated `.gz` files are read transparently (positions are
 offsets in the decompressed text, and the fingerprint of a compressed file is that of its content).
@@ -27,6 +27,7 @@ from monitor.errors import SourceError
 from monitor.parsers.decoder import LineDecoder
 from monitor.records import Checkpoint, Reject, Request
 from monitor.sources import lines as L
+from monitor.sources.base import resume_position
 from monitor.store.rows import SqliteRows
 
 if TYPE_CHECKING:
@@ -66,16 +67,17 @@ def open_log(path: Path) -> L.PlainFile | L.GzipFile:
 
 
 def file_fingerprint(path: Path) -> str | None:
-    """Return the fingerprint of the file's first complete line, or None if it has none yet
+    """Return the fingerprint of the file's first complete lines, or None if it has none yet
     (the same identity the live follower uses, so the two share checkpoints)."""
     reader = open_log(path)
     try:
         head = L.read_head(reader)
+        complete = isinstance(reader, L.GzipFile)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise SourceError(f"{path}: cannot read: {exc}") from None
     finally:
         reader.close()
-    prefix = L.identity_prefix(head)
+    prefix = L.identity_prefix(head, complete=complete)
     return None if prefix is None else L.fingerprint_of(prefix)
 
 
@@ -235,18 +237,19 @@ def ingest_file(
         reader = open_log(path)
         try:
             _guard_binary(reader, str(path))
-            prefix = L.identity_prefix(L.read_head(reader))
             gz = isinstance(reader, L.GzipFile)
+            prefix = L.identity_prefix(L.read_head(reader), complete=gz)
+            size = reader.size() if isinstance(reader, L.PlainFile) else None
         finally:
             reader.close()
-        fp = None if prefix is None else L.fingerprint_of(prefix)
-        if fp is None:
+        if prefix is None:  # too little in complete lines to tell this file from another: later
             report.seconds = time.perf_counter() - start
             report.partial_tail = path.stat().st_size > 0
             return report
+        fp = L.fingerprint_of(prefix)
+        saved = resume_position(store, source, fp, prefix, str(path), size)
         file_id = store.file_id(source, fp, str(path))
-        saved = store.checkpoint(source, fp)
-        position = saved.position if saved else 0
+        position = saved or 0
         report.resumed_at = position
         committer = _Committer(store, report, source, file_id, fp, str(path))
         job = ParseJob(path, position, fmt, ctx, source, file_id, batch_lines, gz)

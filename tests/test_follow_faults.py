@@ -15,7 +15,7 @@ import pytest
 from monitor.sources.files import FileFollower
 from monitor.sources.watch import DirectoryWatcher
 from monitor.store import Store
-from tests.test_follow import append, drain, follower
+from tests.test_follow import PAD, append, drain, follower
 
 
 @pytest.fixture
@@ -63,12 +63,12 @@ def test_our_own_reads_never_wake_the_watcher(tmp_path: Path, store: Store, cont
             time.sleep(0.01)
         time.sleep(0.5)
         assert len(wakes) == before, f"{len(wakes) - before} wake-ups caused by our own reads"
-        append(log, " and a real line")
+        append(log, " and a real line")  # padded to a real line's length
         deadline = time.monotonic() + 5
         while len(wakes) == before and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(wakes) > before, "a real write did not wake us"
-        assert drain(f, store)[-1:] == [(content.rsplit("\n", 1)[-1] + " and a real line")]
+        assert drain(f, store)[-1:] == [(content.rsplit("\n", 1)[-1] + " and a real line").replace(PAD, "")]
     finally:
         watcher.stop()
         f.close()
@@ -221,12 +221,12 @@ def test_copytruncate_then_at_once_a_rename_rotation(
     append(log, *[f"unread {i}" for i in range(10)])  # written, not yet read
     with log.open("a") as writer:  # the writer keeps its descriptor through both rotations
         _copytruncate(log, tmp_path / "access.log.1")
-        writer.write("".join(f"between {i}\n" for i in range(written_between)))
+        writer.write("".join(f"between {i}{PAD}\n" for i in range(written_between)))
         writer.flush()
         os.rename(tmp_path / "access.log.1", tmp_path / "access.log.2")
         os.rename(log, tmp_path / "access.log.1")
         log.touch()
-        writer.write("after rename 0\n")  # still the old inode: the writer has not reopened
+        writer.write(f"after rename 0{PAD}\n")  # still the old inode: the writer has not reopened
         writer.flush()
     append(log, "new file 0")
     got = drain(f, store)
@@ -237,4 +237,69 @@ def test_copytruncate_then_at_once_a_rename_rotation(
     )
     assert sorted(got) == sorted(want), f"missing {sorted(set(want) - set(got))}"
     assert len(got) == len(want)
+    f.close()
+
+
+def write_raw(path: Path, *lines: str) -> None:
+    """Append lines exactly as given (no padding: the short first line is the point)."""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("first", ["", "#Fields: time client request"])
+@pytest.mark.parametrize("rotation", ["rename", "delete"])
+def test_a_new_file_starting_like_the_old_one_is_another_file(
+    tmp_path: Path, store: Store, first: str, rotation: str
+) -> None:
+    """Issue 13.10: a new file whose first line equals the old one's (an empty line, a header) was
+    taken for the old file and read from the old file's position: lines lost."""
+    log = tmp_path / "access.log"
+    write_raw(log, first, *[f"old request {i:02d} from 203.0.113.{i}" for i in range(10)])
+    f = follower(store, log)
+    assert [t for t in drain(f, store) if t.startswith("old")] == [
+        f"old request {i:02d} from 203.0.113.{i}" for i in range(10)
+    ]
+    if rotation == "rename":
+        os.rename(log, tmp_path / "access.log.1")
+    else:
+        log.unlink()
+    write_raw(log, first, *[f"new request {i:02d} from 198.51.100.{i}" for i in range(10)])
+    got = drain(f, store)
+    assert [t for t in got if t.startswith("new")] == [
+        f"new request {i:02d} from 198.51.100.{i}" for i in range(10)
+    ]
+    f.close()
+    f = follower(store, log)  # a restart resumes the new file exactly
+    write_raw(log, "after restart")
+    assert drain(f, store) == ["after restart"]
+    f.close()
+
+
+def test_a_checkpoint_of_version_0_1_is_carried_over_once(tmp_path: Path, store: Store) -> None:
+    """Existing databases: version 0.1 keyed a file with a short first line by that line alone. Its
+    checkpoint is found through the old fingerprint and carried over, once: a later file that starts
+    with the same short line is not taken for it (issue 13.10)."""
+    from monitor.records import Checkpoint
+    from monitor.sources.lines import fingerprint_of
+
+    log = tmp_path / "access.log"
+    write_raw(log, "", *[f"request {i:02d} from 203.0.113.{i}" for i in range(5)])
+    size_then = log.stat().st_size
+    legacy = fingerprint_of(b"\n")  # what 0.1 stored for this file
+    file_id = store.file_id("web", legacy, str(log))
+    store.add_batch("web", file_id, [], [], Checkpoint("web", legacy, size_then, str(log)))
+    from monitor.sources.base import new_start_record, save_start
+
+    save_start(store, "web", new_start_record())  # the source was followed before: not a first start
+    write_raw(log, "written after the upgrade")
+    f = follower(store, log)
+    assert drain(f, store) == ["written after the upgrade"]  # resumed, nothing stored twice
+    f.close()
+    os.rename(log, tmp_path / "access.log.1")
+    write_raw(log, "", *[f"another file {i:02d} from 198.51.100.{i}" for i in range(5)])
+    f = follower(store, log)
+    got = drain(f, store)
+    assert [t for t in got if t.startswith("another")] == [
+        f"another file {i:02d} from 198.51.100.{i}" for i in range(5)
+    ]
     f.close()

@@ -164,8 +164,10 @@ class FollowerModel(RuleBasedStateMachine):
         self.writer = self.at_path
 
     def _new_line(self, payload: bytes) -> bytes:
+        """A numbered line, as long as a real log line (a file's identity covers its first 64 bytes
+        of complete lines; see monitor.sources.lines.MIN_IDENTITY_BYTES)."""
         self.counter += 1
-        return f"{self.counter:06d} ".encode() + payload
+        return f"{self.counter:06d} ".encode() + payload + b" " + b"." * 60
 
     def _stored(self) -> list[tuple[str, int, str]]:
         con = sqlite3.connect(self.tmp / "db.sqlite")

@@ -104,3 +104,27 @@ def test_a_decoder_exception_is_a_reject_in_backfill_as_live(tmp_path: Path, fin
         (len(LINES[0]) + 1, "decoder error: ValueError")
     ]
     assert batch.position == log.stat().st_size and batch.lines == 3
+
+
+@pytest.mark.parametrize("first", ["", "#Version: 1.0"])
+def test_ingest_tells_apart_files_that_start_alike_and_stays_idempotent(
+    cli: CliRunner, tmp_path: Path, first: str
+) -> None:
+    """Issue 13.10 for backfill: two files with the same first line were one file to `ingest`, so the
+    second stored nothing; a .gz copy of the same file must still store nothing new."""
+    import gzip
+
+    db = tmp_path / "db.sqlite"
+    config = write_config(tmp_path / "monitor.toml", db)
+    one, two = tmp_path / "one.log", tmp_path / "two.log"
+    one.write_text(first + "\n" + "\n".join(LINES[:2]) + "\n")
+    two.write_text(first + "\n" + LINES[2] + "\n")
+    for path in (one, two):
+        proc = cli("--config", str(config), "ingest", "--format", "nginx", "--source", "web", str(path))
+        assert proc.returncode in (0, 1), proc.stderr
+    assert sorted(stored_clients(db)) == sorted(["10.0.0.7", "203.0.113.9", "2001:db8::1"])
+    copy = tmp_path / "one.log.1.gz"
+    copy.write_bytes(gzip.compress(one.read_bytes()))
+    proc = cli("--config", str(config), "ingest", "--format", "nginx", "--source", "web", str(copy), str(one))
+    assert proc.returncode in (0, 1), proc.stderr
+    assert len(stored_clients(db)) == 3

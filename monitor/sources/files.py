@@ -4,7 +4,8 @@ How it works (the daemon calls `read(budget)` on every wake-up and about once a 
 each returned batch with `monitor.sources.base.commit`):
 
 - The file at the configured path is the *active* file. It is identified by its fingerprint (see
-  `monitor.sources.lines`), never by its name or inode alone; its position comes from the checkpoint
+  `monitor.sources.lines`: its first lines, never a short or empty first line alone), never by its
+  name or inode alone; its position comes from the checkpoint
   of that fingerprint. Only complete lines are consumed.
 - Each read first compares the path's inode with the open descriptor. Another inode (rename+create,
   atomic replace, delete and re-create, a symlink pointing elsewhere) moves the old descriptor to the
@@ -48,6 +49,7 @@ from monitor.sources.base import (
     default_decoder,
     load_start,
     new_start_record,
+    resume_position,
     save_start,
 )
 
@@ -365,15 +367,24 @@ class FileFollower:
             old.reader.close()
             position = old.commit_pos
         else:
-            position = self._initial_position(fp)
+            position = self._initial_position(fp, prefix, st.st_size)
         return self._track(plain, key, self.path, fp, prefix, position, now)
 
-    def _initial_position(self, fp: str) -> int:
-        saved = self.store.checkpoint(self.name, fp)
+    def _saved_position(self, fp: str, prefix: bytes, size: int | None) -> int | None:
+        """The committed position of a file, else the one chosen at the first start, else None."""
+        saved = resume_position(self.store, self.name, fp, prefix, self.path, size)
         if saved is not None:
-            return saved.position
+            return saved
         assert self._start is not None
-        return self._start.positions.get(fp, 0)
+        legacy = L.legacy_fingerprint(prefix)
+        for key in (fp, legacy):
+            if key is not None and key in self._start.positions:
+                return self._start.positions[key]
+        return None
+
+    def _initial_position(self, fp: str, prefix: bytes, size: int) -> int:
+        saved = self._saved_position(fp, prefix, size)
+        return 0 if saved is None else saved
 
     def _track(
         self,
@@ -443,18 +454,16 @@ class FileFollower:
             return False
         keep = False
         try:
-            prefix = L.identity_prefix(L.read_head(reader))
+            prefix = L.identity_prefix(L.read_head(reader), complete=isinstance(reader, L.GzipFile))
             if prefix is None:
                 return True
             fp = L.fingerprint_of(prefix)
             if any(t.fp == fp for t in self._all()):
                 return False  # the same content is being read through another handle: look again later
-            saved = self.store.checkpoint(self.name, fp)
             assert self._start is not None
+            saved = self._saved_position(fp, prefix, st.st_size if isinstance(reader, L.PlainFile) else None)
             if saved is not None:
-                position = saved.position
-            elif fp in self._start.positions:
-                position = self._start.positions[fp]
+                position = saved
             elif st.st_mtime >= self._start.at - MTIME_SLACK:
                 position = 0  # written after we started following, never seen: missed while down
             else:

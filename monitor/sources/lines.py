@@ -2,9 +2,10 @@
 reading (`check`, `ingest` and its parse worker in `monitor.ingest`): open, identify, split, decode.
 
 Facts every reader here follows:
-- A file is identified by the fingerprint of its first line: sha256 of the first line including its
-  newline, or of the first FINGERPRINT_BYTES bytes when the first line is longer. A file with neither
-  (no complete first line yet, and shorter than that) has no fingerprint: it waits.
+- A file is identified by the fingerprint (sha256) of its first complete lines, as many as hold at least
+  MIN_IDENTITY_BYTES (usually the first line alone), or of its first FINGERPRINT_BYTES bytes when the
+  first lines are longer; never by an empty or short first line alone, which many files share. A file
+  with less than that has no fingerprint yet: it waits (see `identity_prefix`).
   `monitor.ingest` uses these same definitions, so ingest and the follower share checkpoints.
 - Only complete lines are consumed from a live file; a partial last line waits for its newline.
 - Positions count real bytes. A line longer than MAX_LINE_BYTES keeps only its first MAX_LINE_BYTES
@@ -33,6 +34,7 @@ log = logging.getLogger("monitor.sources")
 
 MAX_LINE_BYTES = 64 * 1024
 FINGERPRINT_BYTES = 4096
+MIN_IDENTITY_BYTES = 64  # a file's identity covers at least this many bytes of complete lines
 CHUNK_BYTES = 256 * 1024
 READ_LINES = 10_000  # lines per read_lines call of whole-file reading
 GZIP_MAGIC = b"\x1f\x8b"
@@ -48,16 +50,37 @@ def fingerprint_of(prefix: bytes) -> str:
     return hashlib.sha256(prefix[:FINGERPRINT_BYTES]).hexdigest()[:32]
 
 
-def identity_prefix(head: bytes) -> bytes | None:
+def identity_prefix(head: bytes, *, complete: bool = False) -> bytes | None:
     """Given the first bytes of a file (at least FINGERPRINT_BYTES when available), return the bytes
-    its fingerprint covers: the first line with its newline, or the first FINGERPRINT_BYTES bytes;
-    None when the file has no complete first line and is shorter than that."""
-    nl = head.find(b"\n", 0, FINGERPRINT_BYTES)
-    if nl >= 0:
-        return head[: nl + 1]
-    if len(head) >= FINGERPRINT_BYTES:
-        return head[:FINGERPRINT_BYTES]
-    return None
+    its fingerprint covers, or None while it has no identity yet.
+
+    The identity is the shortest run of complete first lines that holds at least MIN_IDENTITY_BYTES
+    (a log line with its time stamp is longer than that, so for almost every log this is its first
+    line, the identity earlier versions used). A short first line (an empty line, a header every
+    file of that log starts with) is never an identity alone: the lines after it are part of it.
+    When the first lines reach FINGERPRINT_BYTES first, the identity is the first FINGERPRINT_BYTES
+    bytes. A file with less than that in complete lines has no identity and waits, unless it is
+    `complete` (compressed: it never grows) and has at least one complete line: then all of them.
+    """
+    end = 0
+    while end < MIN_IDENTITY_BYTES:
+        nl = head.find(b"\n", end, FINGERPRINT_BYTES)
+        if nl < 0:
+            if len(head) >= FINGERPRINT_BYTES:
+                return head[:FINGERPRINT_BYTES]
+            return head[:end] if complete and end else None
+        end = nl + 1
+    return head[:end]
+
+
+def legacy_fingerprint(prefix: bytes) -> str | None:
+    """The fingerprint version 0.1 gave the file whose identity is `prefix` (its first line alone), when
+    it differs from today's; None when it is the same. Checkpoints of an existing
+    database are found through it once (`monitor.sources.base.resume_position`)."""
+    nl = prefix.find(b"\n")
+    if nl < 0 or nl + 1 == len(prefix):
+        return None
+    return fingerprint_of(prefix[: nl + 1])
 
 
 class Readable(Protocol):
