@@ -311,22 +311,29 @@ def read_batches(reader: L.Readable, decoder: LineDecoder, job: ParseJob) -> Ite
     rejects: list[tuple[int, str, str]] = []
     skipped = lines = nul_lines = 0
     position = job.position
-    decode_raw = L.decode_raw
-    for line, end in L.iter_lines(reader, position, final=job.final):
-        lines += 1
-        result, text, nul = decode_raw(decoder, line)
-        nul_lines += nul
-        if isinstance(result, Request):
-            parsed.append((line.offset, result))
-        elif isinstance(result, Reject):
-            rejects.append((line.offset, result.reason, text[:2000]))
-        else:
-            skipped += 1
-        position = end
-        # Never end a batch between the parts of a split Docker record: they would be lost.
-        if lines >= job.batch_lines and not decoder.holding:
-            yield Batch(parsed, rejects, skipped, position, lines, nul_lines)
-            parsed, rejects, skipped, lines, nul_lines = [], [], 0, 0, 0
+    decode_raw, limit = L.decode_raw, job.batch_lines
+    while True:
+        chunk, after = L.read_lines(reader, position, max_lines=L.READ_LINES, final=job.final)
+        if not chunk:
+            break
+        last = len(chunk) - 1
+        for index, line in enumerate(chunk):
+            lines += 1
+            result, text, nul = decode_raw(decoder, line)
+            if nul:
+                nul_lines += 1
+            if isinstance(result, Request):
+                parsed.append((line[0], result))
+            elif isinstance(result, Reject):
+                rejects.append((line[0], result.reason, text[:2000]))
+            else:
+                skipped += 1
+            # Never end a batch between the parts of a split Docker record: they would be lost.
+            if lines >= limit and not decoder.holding:
+                end = after if index == last else chunk[index + 1][0]
+                yield Batch(parsed, rejects, skipped, end, lines, nul_lines)
+                parsed, rejects, skipped, lines, nul_lines = [], [], 0, 0, 0
+        position = after
     if lines:
         yield Batch(parsed, rejects, skipped, position, lines, nul_lines)
 
