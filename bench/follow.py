@@ -1,12 +1,14 @@
 """Measure the live follower: append-to-commit latency, idle CPU and sustained lines per second.
 
     .venv/bin/python bench/follow.py [--idle-seconds 30] [--lines 300000] [--samples 80]
+                                     [--only latency|idle|sustained]
 
 - Latency: a Daemon (in this process, one thread) follows a file; a writer appends one nginx line at
   random intervals; the `on_stored` hook notes when the committed batch holding it came back.
   Measured with `watch = "inotify"` (file events wake the loop) and `watch = "poll"` (poll_seconds = 1).
-- Idle CPU: a real `ollama-monitor run` process (python -m monitor) follows a file that does not change;
-  its utime+stime from /proc/PID/stat over --idle-seconds, as a share of one core.
+- Idle CPU: a real `ollama-monitor run` process (python -m monitor) follows a file that does not change
+  (one complete line; empty, as after a logrotate `create` rotation; a complete line and an unfinished
+  one); its utime+stime from /proc/PID/stat over --idle-seconds, as a share of one core (target < 1%).
 - Sustained rate: the same process while a writer appends --lines lines as fast as it can; the rate
   is lines / seconds from the first write until the last row is committed.
 Talks to nothing but local files.
@@ -156,14 +158,25 @@ def wait_ready(db: Path, timeout: float) -> None:
     raise SystemExit("the daemon did not start")
 
 
-def idle_cpu(watch: str, seconds: float) -> float:
+# What the followed file holds while the daemon idles: one complete line (lines flowed, then stopped),
+# nothing at all (the state after every logrotate `create` rotation until the next request), and a
+# complete line followed by an unfinished one (a writer stopped mid-line).
+IDLE_CONTENTS = {
+    "one line": LINE.format(ip=1, i="x", size=1),
+    "empty": "",
+    "unfinished last line": LINE.format(ip=1, i="x", size=1) + LINE.format(ip=1, i="y", size=2)[:40],
+}
+
+
+def idle_cpu(watch: str, seconds: float, content: str) -> float:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         log = tmp / "access.log"
-        log.write_text(LINE.format(ip=1, i="x", size=1))
+        log.write_text(content)
         proc, db = start_daemon(tmp, log, watch)
         try:
-            wait_count(db, 1, 30)
+            if content.count("\n"):
+                wait_count(db, content.count("\n"), 30)
             wait_ready(db, 60)
             time.sleep(3)  # let start-up work settle (imports, the first tick's window bookkeeping)
             before, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -205,19 +218,28 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--lines", type=int, default=300_000)
     parser.add_argument("--samples", type=int, default=80)
+    parser.add_argument(
+        "--only", choices=("latency", "idle", "sustained"), help="run one of the three measurements"
+    )
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    for watch in ("inotify", "poll"):
-        lat = latency(watch, args.samples)
-        print(
-            f"append-to-commit latency, watch={watch:7s}: n={len(lat)} p50={pct(lat, 0.5) * 1000:.1f} ms "
-            f"p95={pct(lat, 0.95) * 1000:.1f} ms max={lat[-1] * 1000:.1f} ms mean={statistics.mean(lat) * 1000:.1f} ms"
-        )
-    for watch in ("inotify", "poll"):
-        print(
-            f"idle CPU of `ollama-monitor run`, watch={watch:7s}: {idle_cpu(watch, args.idle_seconds):.3f}% of one core "
-            f"over {args.idle_seconds:.0f} s"
-        )
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}")
+    if args.only in (None, "latency"):
+        for watch in ("inotify", "poll"):
+            lat = latency(watch, args.samples)
+            print(
+                f"append-to-commit latency, watch={watch:7s}: n={len(lat)} p50={pct(lat, 0.5) * 1000:.1f} ms "
+                f"p95={pct(lat, 0.95) * 1000:.1f} ms max={lat[-1] * 1000:.1f} ms mean={statistics.mean(lat) * 1000:.1f} ms"
+            )
+    if args.only in (None, "idle"):
+        for label, content in IDLE_CONTENTS.items():
+            for watch in ("inotify", "poll"):
+                share = idle_cpu(watch, args.idle_seconds, content)
+                print(
+                    f"idle CPU of `ollama-monitor run`, watch={watch:7s}, file: {label:21s} "
+                    f"{share:.3f}% of one core over {args.idle_seconds:.0f} s (target < 1%)"
+                )
+    if args.only not in (None, "sustained"):
+        return
     rate, write_rate = sustained(args.lines)
     print(
         f"sustained live rate: {rate:,.0f} lines/s stored ({args.lines:,} nginx lines; the writer alone: {write_rate:,.0f} lines/s)"

@@ -1,18 +1,19 @@
 """Whole-file reading for `check` (parse only) and `ingest` (backfill into the store).
 
-A file is identified by the fingerprint of its first line, exactly as the live follower identifies it,
+A file is identified by the fingerprint of its first lines, exactly as the live follower identifies it,
 so `ingest access.log.1` after the daemon followed `access.log` resumes from the follower's checkpoint
 instead of storing the same lines twice. Rotated `.gz` files are read transparently (positions are
 offsets in the decompressed text, and the fingerprint of a compressed file is that of its content).
 
-Bytes become text as UTF-8 with backslash escapes for invalid bytes, the rule every reader here
-follows; a line longer than MAX_LINE_BYTES is kept as a reject, not parsed.
+Lines are read and decoded by the live follower's own code (`monitor.sources.lines`): the same
+splitting, the same text (UTF-8 with backslash escapes for invalid bytes, NUL bytes stripped), a line
+longer than MAX_LINE_BYTES or one the decoder raises on kept as a reject. Only regular files are read:
+a FIFO or a device at the path is refused without blocking.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import time
 import zlib
@@ -26,14 +27,9 @@ from monitor import parsers
 from monitor.config import Settings, SourceSettings, tzinfo_for
 from monitor.errors import SourceError
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import Checkpoint, ParseResult, Reject, Request, Skip
-from monitor.sources.lines import (
-    FINGERPRINT_BYTES,
-    MAX_LINE_BYTES,
-    decode_line,
-    fingerprint_of,
-    identity_prefix,
-)
+from monitor.records import Checkpoint, Reject, Request
+from monitor.sources import lines as L
+from monitor.sources.base import resume_position
 from monitor.store.rows import SqliteRows
 
 if TYPE_CHECKING:
@@ -47,77 +43,61 @@ PIPELINE_MIN_BYTES = 8 * 1024 * 1024
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
 
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+def open_log(path: Path) -> L.PlainFile | L.GzipFile:
+    """Open a log for reading (gzip decompressed), never blocking; raise SourceError with a clear message.
 
-
-def open_log(path: Path) -> IO[bytes]:
-    """Open a log for binary reading, decompressing gzip; raise SourceError with a clear message."""
+    Only regular files are read: a FIFO, a device or a socket at the path is refused without waiting
+    for a writer (open() on a FIFO blocks until one comes). Standard input is a stream, not a path:
+    read it with `check_stream`.
+    """
     try:
-        if path.is_dir():
-            raise SourceError(f"{path}: is a directory, not a log file")
-        if is_gzip(path):
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        return path.open("rb", buffering=1024 * 1024)
+        return L.open_file(str(path))
+    except L.NotRegularFile as exc:
+        raise SourceError(f"{path}: is {exc.kind}, not a regular log file; not read") from None
     except FileNotFoundError:
         raise SourceError(f"{path}: no such file") from None
     except PermissionError:
         raise SourceError(
             f"{path}: permission denied", hint="run as a user that can read it (e.g. in the adm group)"
         ) from None
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a directory, not a log file") from None
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise SourceError(f"{path}: cannot read: {exc}") from None
 
 
 def file_fingerprint(path: Path) -> str | None:
-    """Return the fingerprint of the file's first complete line, or None if it has none yet
+    """Return the fingerprint of the file's first complete lines, or None if it has none yet
     (the same identity the live follower uses, so the two share checkpoints)."""
-    with open_log(path) as fh:
-        try:
-            head = fh.read(FINGERPRINT_BYTES)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise SourceError(f"{path}: cannot read: {exc}") from None
-    prefix = identity_prefix(head)
-    return None if prefix is None else fingerprint_of(prefix)
+    reader = open_log(path)
+    try:
+        head = L.read_head(reader)
+        complete = isinstance(reader, L.GzipFile)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise SourceError(f"{path}: cannot read: {exc}") from None
+    finally:
+        reader.close()
+    prefix = L.identity_prefix(head, complete=complete)
+    return None if prefix is None else L.fingerprint_of(prefix)
 
 
-def looks_binary(path: Path) -> bool:
-    """True when the start of the (decompressed) file holds NUL bytes in most of its lines: not a log."""
-    with open_log(path) as fh:
-        try:
-            head = fh.read(8192)
-        except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
-            raise SourceError(f"{path}: corrupt compressed data ({exc})") from None
-        except OSError:
-            return True
-    if not head:
-        return False
-    if b"\0" not in head:
-        return False
-    lines = head.split(b"\n")
-    with_nul = sum(1 for line in lines if b"\0" in line)
-    return with_nul * 2 >= len(lines) or head.count(b"\0") > len(head) // 8
+def looks_binary(head: bytes) -> bool:
+    """True when the start of a (decompressed) file is not text: an executable, an image, a database.
 
-
-def iter_lines(fh: IO[bytes], start: int = 0, *, final: bool = True) -> Iterator[tuple[int, bytes, int]]:
-    """Yield (offset, raw line without its newline, offset of the next line) from byte `start`.
-
-    With final=False a last line without a newline is not yielded (a writer may still be on it).
+    NUL bytes alone do not decide it: a crashed or preallocating log writer leaves runs of them in a
+    text log, and the lines around them must still be read. What is left once NULs are removed must
+    be mostly text: control bytes other than tab, CR, LF and ESC in more than 1 of 8 bytes is binary.
     """
-    if start:
-        fh.seek(start)  # a gzip file seeks by decompressing: correct, and only paid once
-    offset = start
-    for raw in fh:
-        end = offset + len(raw)
-        if raw.endswith(b"\n"):
-            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        elif not final:
-            return
-        else:
-            line = raw
-        yield offset, line, end
-        offset = end
+    rest = head.replace(b"\0", b"")
+    if not rest:
+        return False
+    controls = sum(rest.count(bytes([c])) for c in _BINARY_CONTROLS)
+    return controls * 8 > len(rest)
+
+
+_BINARY_CONTROLS = [c for c in range(32) if c not in (9, 10, 13, 27)] + [127]
 
 
 @dataclass
@@ -140,6 +120,7 @@ class FileReport:
     reject_samples: list[tuple[int, str, str]] = field(default_factory=list)  # (line number, reason, line)
     error: str | None = None
     partial_tail: bool = False  # the last line had no newline and was left for later
+    nul_lines: int = 0  # lines read after stripping NUL bytes (a crashed writer's leftovers)
     parse_worker: bool = False  # parsed by a worker process while this one stored
 
     @property
@@ -187,29 +168,61 @@ def check_file(
     report = FileReport(path=str(path))
     start = time.perf_counter()
     try:
-        _guard_binary(path)
-        decoder = LineDecoder(fmt, ctx)
-        with open_log(path) as fh:
-            for lineno, (_offset, raw, _end) in enumerate(iter_lines(fh), 1):
-                report.lines += 1
-                report.bytes_read += len(raw) + 1
-                result = _decode(decoder, raw)
-                if isinstance(result, Request):
-                    report.parsed += 1
-                elif isinstance(result, Skip) or result is None:
-                    report.skipped += 1
-                else:
-                    report.rejected += 1
-                    report.reasons[result.reason] += 1
-                    if len(report.reject_samples) < keep_rejects:
-                        report.reject_samples.append((lineno, result.reason, decode_line(raw[:2000])))
-        report.format = decoder.detected
+        reader = open_log(path)
+        try:
+            _check_lines(reader, report, fmt, ctx, keep_rejects)
+        finally:
+            reader.close()
     except SourceError as exc:
         report.error = str(exc)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         report.error = f"{path}: cannot read: {exc}"
     report.seconds = time.perf_counter() - start
     return report
+
+
+def check_stream(
+    stream: IO[bytes],
+    name: str = "-",
+    fmt: str = "auto",
+    ctx: parsers.ParseContext | None = None,
+    keep_rejects: int = 50,
+) -> FileReport:
+    """`check_file` for an open binary stream (standard input, a pipe): read to its end, store nothing."""
+    report = FileReport(path=name)
+    start = time.perf_counter()
+    try:
+        _check_lines(L.StreamFile(stream), report, fmt, ctx, keep_rejects)
+    except SourceError as exc:
+        report.error = str(exc)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        report.error = f"{name}: cannot read: {exc}"
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_lines(
+    reader: L.Readable, report: FileReport, fmt: str, ctx: parsers.ParseContext | None, keep_rejects: int
+) -> None:
+    _guard_binary(reader, report.path)
+    decoder = LineDecoder(fmt, ctx)
+    previous = 0
+    for lineno, (line, end) in enumerate(L.iter_lines(reader, 0, final=True), 1):
+        report.lines += 1
+        report.bytes_read += end - previous
+        previous = end
+        result, text, nul = L.decode_raw(decoder, line)
+        report.nul_lines += nul
+        if isinstance(result, Request):
+            report.parsed += 1
+        elif isinstance(result, Reject):
+            report.rejected += 1
+            report.reasons[result.reason] += 1
+            if len(report.reject_samples) < keep_rejects:
+                report.reject_samples.append((lineno, result.reason, text[:2000]))
+        else:
+            report.skipped += 1
+    report.format = decoder.detected
 
 
 def ingest_file(
@@ -232,17 +245,23 @@ def ingest_file(
     report = FileReport(path=str(path), source=source)
     start = time.perf_counter()
     try:
-        _guard_binary(path)
-        fp = file_fingerprint(path)
-        if fp is None:
+        reader = open_log(path)
+        try:
+            _guard_binary(reader, str(path))
+            gz = isinstance(reader, L.GzipFile)
+            prefix = L.identity_prefix(L.read_head(reader), complete=gz)
+            size = reader.size() if isinstance(reader, L.PlainFile) else None
+        finally:
+            reader.close()
+        if prefix is None:  # too little in complete lines to tell this file from another: later
             report.seconds = time.perf_counter() - start
             report.partial_tail = path.stat().st_size > 0
             return report
+        fp = L.fingerprint_of(prefix)
+        saved = resume_position(store, source, fp, prefix, str(path), size)
         file_id = store.file_id(source, fp, str(path))
-        saved = store.checkpoint(source, fp)
-        position = saved.position if saved else 0
+        position = saved or 0
         report.resumed_at = position
-        gz = is_gzip(path)
         committer = _Committer(store, report, source, file_id, fp, str(path))
         job = ParseJob(path, position, fmt, ctx, source, file_id, batch_lines, gz)
         if store.is_sqlite and _bytes_left(path, position, gz) >= pipeline_min_bytes:
@@ -286,6 +305,7 @@ class Batch:
     skipped: int
     position: int
     lines: int
+    nul_lines: int = 0  # lines that had NUL bytes stripped
 
 
 @dataclass(frozen=True)
@@ -295,44 +315,54 @@ class ReadOutcome:
     partial_tail: bool
 
 
-def read_batches(fh: IO[bytes], decoder: LineDecoder, job: ParseJob) -> Iterator[Batch]:
-    """Parse the file open in `fh` from `job.position` into batches of about `job.batch_lines` lines."""
+def read_batches(reader: L.Readable, decoder: LineDecoder, job: ParseJob) -> Iterator[Batch]:
+    """Parse the file open in `reader` from `job.position` into batches of about `job.batch_lines`
+    lines (the follower's line reader and decoding rule: `monitor.sources.lines`)."""
     parsed: list[tuple[int, Request]] = []
     rejects: list[tuple[int, str, str]] = []
-    skipped = lines = 0
+    skipped = lines = nul_lines = 0
     position = job.position
-    for offset, raw, end in iter_lines(fh, position, final=job.final):
-        lines += 1
-        if len(raw) > MAX_LINE_BYTES:
-            result: ParseResult | None = Reject("line too long")
-        else:
-            result = _decode(decoder, raw)
-        if isinstance(result, Request):
-            parsed.append((offset, result))
-        elif isinstance(result, Reject):
-            rejects.append((offset, result.reason, decode_line(raw[:2000])))
-        else:
-            skipped += 1
-        position = end
-        # Never end a batch between the parts of a split Docker record: they would be lost.
-        if lines >= job.batch_lines and not decoder.holding:
-            yield Batch(parsed, rejects, skipped, position, lines)
-            parsed, rejects, skipped, lines = [], [], 0, 0
+    decode_raw, limit = L.decode_raw, job.batch_lines
+    while True:
+        chunk, after = L.read_lines(reader, position, max_lines=L.READ_LINES, final=job.final)
+        if not chunk:
+            break
+        last = len(chunk) - 1
+        for index, line in enumerate(chunk):
+            lines += 1
+            result, text, nul = decode_raw(decoder, line)
+            if nul:
+                nul_lines += 1
+            if isinstance(result, Request):
+                parsed.append((line[0], result))
+            elif isinstance(result, Reject):
+                rejects.append((line[0], result.reason, text[:2000]))
+            else:
+                skipped += 1
+            # Never end a batch between the parts of a split Docker record: they would be lost.
+            if lines >= limit and not decoder.holding:
+                end = after if index == last else chunk[index + 1][0]
+                yield Batch(parsed, rejects, skipped, end, lines, nul_lines)
+                parsed, rejects, skipped, lines, nul_lines = [], [], 0, 0, 0
+        position = after
     if lines:
-        yield Batch(parsed, rejects, skipped, position, lines)
+        yield Batch(parsed, rejects, skipped, position, lines, nul_lines)
 
 
 def run_inline(job: ParseJob, committer: _Committer, progress: Progress | None) -> ReadOutcome:
     """Read, parse and store in this process."""
     decoder = LineDecoder(job.fmt, job.ctx)
     position = job.position
-    with open_log(job.path) as fh:
-        for batch in read_batches(fh, decoder, job):
+    reader = open_log(job.path)
+    try:
+        for batch in read_batches(reader, decoder, job):
             committer.submit(batch)
             if progress:
                 progress(batch.position - position)
             position = batch.position
-        partial = False if job.final else has_partial_tail(fh, position)
+        partial = False if job.final else has_partial_tail(reader, position)
+    finally:
+        reader.close()
     return ReadOutcome(decoder.detected, position, partial)
 
 
@@ -357,6 +387,7 @@ class _Committer:
         for _offset, reason, _line in batch.rejects:
             report.reasons[reason] += 1
         report.skipped += batch.skipped
+        report.nul_lines += batch.nul_lines
         report.inserted += result.inserted
         report.duplicates += result.duplicates
 
@@ -367,22 +398,11 @@ def _bytes_left(path: Path, position: int, gz: bool) -> int:
     return size * 8 - position if gz else size - position
 
 
-def has_partial_tail(fh: IO[bytes], position: int) -> bool:
-    try:
-        fh.seek(0, io.SEEK_END)
-        return fh.tell() > position
-    except OSError:
-        return False
+def has_partial_tail(reader: L.Readable, position: int) -> bool:
+    """True when a plain file holds bytes after `position` (an unfinished last line)."""
+    return isinstance(reader, L.PlainFile) and reader.size() > position
 
 
-def _decode(decoder: LineDecoder, raw: bytes) -> ParseResult | None:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", "backslashreplace")
-    return decoder.decode(text)
-
-
-def _guard_binary(path: Path) -> None:
-    if looks_binary(path):
-        raise SourceError(f"{path}: looks like a binary file (NUL bytes), not a text log; skipped")
+def _guard_binary(reader: L.Readable, name: str) -> None:
+    if looks_binary(reader.read_at(0, 8192)):
+        raise SourceError(f"{name}: looks like a binary file, not a text log; skipped")

@@ -147,13 +147,13 @@ def _parse_worker(out: IO[bytes], job: ParseJob) -> None:
     try:
         decoder = LineDecoder(job.fmt, job.ctx)
         position = job.position
-        with open_log(job.path) as fh:
-            for batch in read_batches(fh, decoder, job):
+        with open_log(job.path) as reader:
+            for batch in read_batches(reader, decoder, job):
                 assert isinstance(batch.parsed, list)
                 batch.parsed = sqlite_rows(job.source, job.file_id, batch.parsed)
                 _send(out, "batch", batch)
                 position = batch.position
-            partial = False if job.final else has_partial_tail(fh, position)
+            partial = False if job.final else has_partial_tail(reader, position)
         _send(out, "done", ReadOutcome(decoder.detected, position, partial))
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent stopped listening: it is shutting down or failed to write

@@ -19,6 +19,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 from monitor import parsers
 from monitor.config import SourceSettings, tzinfo_for
 from monitor.records import Checkpoint, Reject, Request, Skip
+from monitor.sources.lines import decode_safely, legacy_fingerprint
+
+__all__ = [
+    "Batch",
+    "Decoder",
+    "DecoderFactory",
+    "add_result",
+    "commit",
+    "decode_safely",
+    "default_decoder",
+    "resume_position",
+]
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -75,15 +87,6 @@ def commit(store: Store, batch: Batch) -> None:
         batch.on_commit()
 
 
-def decode_safely(decoder: Decoder, text: str) -> Request | Skip | Reject | None:
-    """Run the decoder; a decoder bug on one hostile line becomes a reject, not a dead source."""
-    try:
-        return decoder.decode(text)
-    except Exception as exc:  # noqa: BLE001 - every log byte is attacker-controlled
-        log.debug("decoder raised on a line", exc_info=True)
-        return Reject(f"decoder error: {type(exc).__name__}")
-
-
 def add_result(batch: Batch, offset: int, result: Request | Skip | Reject, text: str) -> None:
     if isinstance(result, Request):
         batch.parsed.append((offset, result))
@@ -91,6 +94,46 @@ def add_result(batch: Batch, offset: int, result: Request | Skip | Reject, text:
         batch.rejects.append((offset, result.reason, text[:2000]))
     else:
         batch.skipped += 1
+
+
+# --- checkpoints of databases written by version 0.1 ----------------------------------------------------
+# Version 0.1 identified a file by its first line alone. For files whose first line is long enough (almost
+# all logs) the identity is unchanged; a file whose first line is short (empty, a header) now has a
+# longer identity, and its old checkpoint is found once through the old fingerprint, then carried over.
+
+
+def _carried_key(source: str, legacy: str) -> str:
+    return "fp-carried:" + hashlib.sha256(f"{source}\0{legacy}".encode()).hexdigest()[:40]
+
+
+def resume_position(
+    store: Store, source: str, fp: str, prefix: bytes, path: str, size: int | None
+) -> int | None:
+    """Return the committed position of the file identified by (fp, prefix), or None if unknown.
+
+    When there is no checkpoint for `fp` but there is one for the fingerprint version 0.1 gave the
+    same file (`legacy_fingerprint`), that one is carried over: its position is saved under `fp`
+    first, then the old checkpoint is marked as carried, so that it is used once only (another file
+    starting with the same short line must not inherit it). A position beyond `size` (the file is
+    shorter: it is not the file that checkpoint was about) is never carried.
+    """
+    saved = store.checkpoint(source, fp)
+    if saved is not None:
+        return saved.position
+    legacy = legacy_fingerprint(prefix)
+    if legacy is None:
+        return None
+    key = _carried_key(source, legacy)
+    if store.get_meta(key) is not None:
+        return None
+    old = store.checkpoint(source, legacy)
+    if old is None or (size is not None and old.position > size):
+        return None
+    checkpoint = Checkpoint(source, fp, old.position, path)
+    store.add_batch(source, store.file_id(source, fp, path), [], [], checkpoint)
+    store.set_meta(key, fp)
+    log.info("source %s: carried the checkpoint of %s over to its new fingerprint", source, path)
+    return old.position
 
 
 # --- where a source started following -------------------------------------------------------------

@@ -4,7 +4,8 @@ How it works (the daemon calls `read(budget)` on every wake-up and about once a 
 each returned batch with `monitor.sources.base.commit`):
 
 - The file at the configured path is the *active* file. It is identified by its fingerprint (see
-  `monitor.sources.lines`), never by its name or inode alone; its position comes from the checkpoint
+  `monitor.sources.lines`: its first lines, never a short or empty first line alone), never by its
+  name or inode alone; its position comes from the checkpoint
   of that fingerprint. Only complete lines are consumed.
 - Each read first compares the path's inode with the open descriptor. Another inode (rename+create,
   atomic replace, delete and re-create, a symlink pointing elsewhere) moves the old descriptor to the
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.config import SourceSettings
-from monitor.records import Checkpoint, Reject, Skip
+from monitor.records import Checkpoint
 from monitor.sources import lines as L
 from monitor.sources.base import (
     Batch,
@@ -45,10 +46,10 @@ from monitor.sources.base import (
     DecoderFactory,
     StartRecord,
     add_result,
-    decode_safely,
     default_decoder,
     load_start,
     new_start_record,
+    resume_position,
     save_start,
 )
 
@@ -132,6 +133,7 @@ class FileFollower:
         self.path = os.path.abspath(os.path.expanduser(source.path))
         self.store = store
         self.more = False  # the last read stopped on its budget: call again without waiting
+        self.nul_lines = 0  # lines read with NUL bytes stripped from them (a crashed writer's leftovers)
         self._decoder_factory = decoder_factory
         self._grace = drain_grace
         self._scan_every = scan_seconds
@@ -144,6 +146,8 @@ class FileFollower:
         self._next_scan = 0.0
         self._scan_cache: dict[str, tuple[int, int, int, int]] = {}
         self._complained: set[str] = set()
+        # The file at the path while it has no identity yet: (dev, inode), its descriptor, size seen.
+        self._waiting: tuple[tuple[int, int], L.PlainFile, int] | None = None
 
     # --- the daemon's interface ---------------------------------------------------------------------
     def watch_targets(self) -> dict[str, set[str]]:
@@ -165,6 +169,7 @@ class FileFollower:
             self._ensure_started()
             now = self._clock()
             self._refresh(now)
+            self._drop_stale(now)
             if now >= self._next_scan:
                 self._next_scan = now + self._scan_every
                 self._scan_siblings(now)
@@ -196,6 +201,7 @@ class FileFollower:
             tracked.decoder = self._decoder_factory(self.source)
 
     def close(self) -> None:
+        self._drop_waiting()
         for tracked in self._all():
             tracked.reader.close()
         self._active = None
@@ -204,6 +210,11 @@ class FileFollower:
     # --- internals ------------------------------------------------------------------------------------
     def _all(self) -> list[_Tracked]:
         return [*self._draining, *([self._active] if self._active else [])]
+
+    def _drop_waiting(self) -> None:
+        if self._waiting is not None:
+            self._waiting[1].close()
+            self._waiting = None
 
     def _complain(self, key: str, message: str) -> None:
         if key not in self._complained:
@@ -216,9 +227,9 @@ class FileFollower:
         record = new_start_record()
         if self.source.start_at == "end":
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = L.open_regular(self.path)  # never blocks: a FIFO at the path is refused
             except OSError:
-                fd = -1
+                fd = -1  # missing, unreadable or not a regular file: `_stat_path` says which, once
             if fd >= 0:
                 plain = L.PlainFile(fd)
                 try:
@@ -254,8 +265,13 @@ class FileFollower:
             self._complain("perm", f"source {self.name}: cannot stat {self.path}: {exc.strerror or exc}")
             return None
         if not stat_mod.S_ISREG(st.st_mode):
-            self._complain("notreg", f"source {self.name}: {self.path} is not a regular file; waiting")
+            self._complain(
+                "notreg",
+                f"source {self.name}: {self.path} is {L.file_kind(st.st_mode)}, not a regular file; "
+                "not reading it (waiting for a regular file there)",
+            )
             return None
+        self._complained.discard("notreg")
         return st
 
     def _refresh(self, now: float) -> None:
@@ -279,24 +295,68 @@ class FileFollower:
                 self._next_scan = now
         if self._active is None and st is not None:
             self._active = self._open_path(st, now)
+        elif st is None:
+            self._drop_waiting()
+
+    def _drop_stale(self, now: float) -> None:
+        """Stop draining old files that were truncated after we last read them (copytruncate, then a
+        rename rotation before we looked): their fingerprint and position no longer describe them.
+
+        The old content lives in the copy, which has the fingerprint and the checkpoint; what was
+        written after the truncation starts a file of its own. Both are found by the sibling scan,
+        which must look again at the dropped inode (its scan cache entry is forgotten).
+        """
+        for tracked in list(self._draining):
+            reader = tracked.reader
+            if not isinstance(reader, L.PlainFile):
+                continue  # a compressed file never changes
+            try:
+                stale = reader.size() < tracked.read_pos or not tracked.prefix_ok()
+            except OSError:
+                stale = True
+            if not stale:
+                continue
+            log.info(
+                "source %s: %s was truncated after its rotation; reading its copy and its new lines",
+                self.name,
+                tracked.path,
+            )
+            tracked.reader.close()
+            self._draining.remove(tracked)
+            self._scan_cache = {
+                path: sig for path, sig in self._scan_cache.items() if sig[:2] != tracked.dev_ino
+            }
+            self._next_scan = now
 
     def _open_path(self, st: os.stat_result, now: float) -> _Tracked | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        plain = L.PlainFile(fd)
-        fst = os.fstat(fd)
-        key = (fst.st_dev, fst.st_ino)
+        key = (st.st_dev, st.st_ino)
         for old in self._draining:
             if old.dev_ino == key:  # renamed back, or found by the sibling scan first
-                plain.close()
+                self._drop_waiting()
                 self._draining.remove(old)
                 return old
+        waiting = self._waiting
+        if waiting is not None and waiting[0] == key:
+            plain = waiting[1]
+            if st.st_size == waiting[2]:
+                return None  # unchanged since we last looked: still no identity
+        else:
+            self._drop_waiting()
+            try:
+                plain = L.PlainFile(L.open_regular(self.path))
+            except FileNotFoundError:
+                return None
+            fst = os.fstat(plain.fd)
+            if (fst.st_dev, fst.st_ino) != key:  # replaced between stat and open: look again next time
+                plain.close()
+                return None
         prefix = L.identity_prefix(L.read_head(plain))
-        if prefix is None:  # no complete first line yet: no identity, wait for it
-            plain.close()
+        if prefix is None:
+            # No complete first line yet: no identity. Keep the descriptor and wait for the file to
+            # grow (reopening it on every look fires file events that would wake us again).
+            self._waiting = (key, plain, st.st_size)
             return None
+        self._waiting = None
         fp = L.fingerprint_of(prefix)
         same = [t for t in self._draining if t.fp == fp]
         if same:
@@ -307,15 +367,24 @@ class FileFollower:
             old.reader.close()
             position = old.commit_pos
         else:
-            position = self._initial_position(fp)
+            position = self._initial_position(fp, prefix, st.st_size)
         return self._track(plain, key, self.path, fp, prefix, position, now)
 
-    def _initial_position(self, fp: str) -> int:
-        saved = self.store.checkpoint(self.name, fp)
+    def _saved_position(self, fp: str, prefix: bytes, size: int | None) -> int | None:
+        """The committed position of a file, else the one chosen at the first start, else None."""
+        saved = resume_position(self.store, self.name, fp, prefix, self.path, size)
         if saved is not None:
-            return saved.position
+            return saved
         assert self._start is not None
-        return self._start.positions.get(fp, 0)
+        legacy = L.legacy_fingerprint(prefix)
+        for key in (fp, legacy):
+            if key is not None and key in self._start.positions:
+                return self._start.positions[key]
+        return None
+
+    def _initial_position(self, fp: str, prefix: bytes, size: int) -> int:
+        saved = self._saved_position(fp, prefix, size)
+        return 0 if saved is None else saved
 
     def _track(
         self,
@@ -380,26 +449,21 @@ class FileFollower:
         """Open a rotated sibling that holds unread lines; return it, True (nothing to do) or False (later)."""
         reader: L.PlainFile | L.GzipFile
         try:
-            if L.is_gzip_path(path):
-                reader = L.GzipFile(path)
-            else:
-                reader = L.PlainFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            reader = L.open_file(path)
         except OSError:
             return False
         keep = False
         try:
-            prefix = L.identity_prefix(L.read_head(reader))
+            prefix = L.identity_prefix(L.read_head(reader), complete=isinstance(reader, L.GzipFile))
             if prefix is None:
                 return True
             fp = L.fingerprint_of(prefix)
             if any(t.fp == fp for t in self._all()):
                 return False  # the same content is being read through another handle: look again later
-            saved = self.store.checkpoint(self.name, fp)
             assert self._start is not None
+            saved = self._saved_position(fp, prefix, st.st_size if isinstance(reader, L.PlainFile) else None)
             if saved is not None:
-                position = saved.position
-            elif fp in self._start.positions:
-                position = self._start.positions[fp]
+                position = saved
             elif st.st_mtime >= self._start.at - MTIME_SLACK:
                 position = 0  # written after we started following, never seen: missed while down
             else:
@@ -441,21 +505,27 @@ class FileFollower:
         tracked.eof = False
         tracked.last_growth = now
         batch = Batch(self.name, tracked.file_id, Checkpoint(self.name, tracked.fp, 0, tracked.path))
+        nul_lines = 0
         for line in raw_lines:
-            if line.too_long:
-                text = L.decode_line(line.data[:2000])
-                result: object = Reject("line too long")
-            else:
-                text = L.decode_line(line.data)
-                result = Skip("blank line") if not text.strip() else decode_safely(tracked.decoder, text)
+            result, text, nul = L.decode_raw(tracked.decoder, line)
+            nul_lines += nul
             if result is None:  # a part of a split record: the checkpoint must not pass its first part
                 if tracked.pending_start is None:
                     tracked.pending_start = line.offset
                 continue
-            add_result(batch, line.offset, result, text)  # type: ignore[arg-type]
+            add_result(batch, line.offset, result, text)
             if not _holding(tracked.decoder):
                 tracked.pending_start = None
         batch.lines = len(raw_lines)
+        if nul_lines:
+            self.nul_lines += nul_lines
+            log.warning(
+                "source %s: stripped NUL bytes from %d line(s) of %s (a writer crashed or preallocated); "
+                "the lines after them were read",
+                self.name,
+                nul_lines,
+                tracked.path,
+            )
         tracked.read_pos = new_pos
         position = tracked.pending_start if tracked.pending_start is not None else new_pos
         batch.checkpoint = Checkpoint(self.name, tracked.fp, position, tracked.path)

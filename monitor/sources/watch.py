@@ -1,11 +1,14 @@
 """File-system events as a wake-up call only (watchdog), and when not to trust them.
 
-Facts this follows (see FIELD_NOTES): watchdog coalesces events and the inotify queue can overflow
-silently, so events never carry meaning here: they only wake the daemon, which then reads every file
-to its end, and the daemon polls anyway about once a second. Scheduling a file watches its directory
-and a missing path raises, so we watch directories, and only those that exist (retried later). An
-exception inside a handler kills the observer thread silently: the handler catches everything, and
-`ensure_running` (called by the daemon about once a second) restarts a dead observer.
+Facts this follows: watchdog coalesces events and the inotify queue can overflow silently, so events
+never carry meaning here: they only wake the daemon, which then reads every file to its end, and the
+daemon polls anyway about once a second. Only events that can mean new data or another file wake it
+(modify, create, move, delete, close after writing): opening a file and closing it without writing
+are what our own reads cause, and waking on them made an idle daemon wake itself in a loop.
+Scheduling a file watches its directory and a missing path raises, so we watch directories, and only
+those that exist (retried later). An exception inside a handler kills the observer thread silently:
+the handler catches everything, and `ensure_running` (called by the daemon about once a second)
+restarts a dead observer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -40,6 +51,20 @@ NETWORK_FILESYSTEMS = frozenset(
         "virtiofs",
         "fuse.rclone",
         "davfs",
+    }
+)
+
+
+# Event types that can mean new data or another file at the path. Opening a file and closing it without
+# writing (IN_OPEN, IN_CLOSE_NOWRITE) are left out: the follower's own reads cause them, and waking on
+# them made an idle daemon wake itself in a loop. IN_CLOSE_WRITE ("closed") follows a write and stays.
+WAKING_EVENTS = frozenset(
+    {
+        EVENT_TYPE_MODIFIED,
+        EVENT_TYPE_CREATED,
+        EVENT_TYPE_MOVED,
+        EVENT_TYPE_DELETED,
+        EVENT_TYPE_CLOSED,
     }
 )
 
@@ -84,6 +109,8 @@ class _Handler(FileSystemEventHandler):
         self._targets = targets
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in WAKING_EVENTS:
+            return  # opened / closed without writing: our own reads cause those, and they change nothing
         try:
             targets = self._targets()
             for raw in (event.src_path, getattr(event, "dest_path", "")):
