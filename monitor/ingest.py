@@ -65,7 +65,14 @@ def open_log(path: Path) -> L.PlainFile | L.GzipFile:
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise SourceError(f"{path}: cannot read: {exc}") from None
+        raise SourceError(read_error(path, exc)) from None
+
+
+def read_error(name: object, exc: BaseException) -> str:
+    """One line for a file that failed while being read: a damaged .gz says so."""
+    if isinstance(exc, (zlib.error, EOFError, gzip.BadGzipFile)):
+        return f"{name}: corrupt compressed data ({exc})"
+    return f"{name}: cannot read: {exc}"
 
 
 def file_fingerprint(path: Path) -> str | None:
@@ -76,7 +83,7 @@ def file_fingerprint(path: Path) -> str | None:
         head = L.read_head(reader)
         complete = isinstance(reader, L.GzipFile)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise SourceError(f"{path}: cannot read: {exc}") from None
+        raise SourceError(read_error(path, exc)) from None
     finally:
         reader.close()
     prefix = L.identity_prefix(head, complete=complete)
@@ -176,7 +183,7 @@ def check_file(
     except SourceError as exc:
         report.error = str(exc)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        report.error = f"{path}: cannot read: {exc}"
+        report.error = read_error(path, exc)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -196,7 +203,7 @@ def check_stream(
     except SourceError as exc:
         report.error = str(exc)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        report.error = f"{name}: cannot read: {exc}"
+        report.error = read_error(name, exc)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -277,7 +284,7 @@ def ingest_file(
     except SourceError as exc:
         report.error = str(exc)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        report.error = f"{path}: cannot read: {exc}"
+        report.error = read_error(path, exc)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -38,6 +38,7 @@ from monitor.ingest import (
     has_partial_tail,
     open_log,
     read_batches,
+    read_error,
     run_inline,
 )
 from monitor.parsers.decoder import LineDecoder
@@ -160,7 +161,7 @@ def _parse_worker(out: IO[bytes], job: ParseJob) -> None:
     except SourceError as exc:
         _send_error(out, str(exc))
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        _send_error(out, f"{job.path}: cannot read: {exc}")
+        _send_error(out, read_error(job.path, exc))
     except Exception as exc:  # a bug: say what, rather than leave the parent with a bare EOF
         _send_error(out, f"{job.path}: the parse worker failed: {type(exc).__name__}: {exc}")
 
