@@ -1,0 +1,83 @@
+"""`score` and the pipeline count a window's requests the same way: with a proxy source configured, the
+proxy's requests only (Ollama's own log repeats them). Also what `train` says when windows are too few
+because the requests were stored under a source that windows do not count."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor import simulate
+from monitor.records import Request
+from monitor.store import Store
+from tests.conftest import CliRunner, assert_no_traceback
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _config(tmp_path: Path, log: Path) -> Path:
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "m.db"}"\n[detector]\nmodel_dir = "{tmp_path / "models"}"\n'
+        '[known]\nallow = ["10.0.0.0/8"]\n'
+        f'[[sources]]\nname = "nginx"\npath = "{log}"\nformat = "nginx"\nproxy = true\n'
+        f'[[sources]]\nname = "ollama"\npath = "{tmp_path / "ollama.log"}"\nformat = "ollama"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_score_counts_the_proxys_requests_only_as_the_pipeline_does(tmp_path: Path, cli: CliRunner) -> None:
+    events = simulate.simulate(T0, days=3, seed=2)
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    for source in ("nginx", "ollama"):  # the same requests in both logs
+        fid = store.file_id(source, "fp", source)
+        rows = [
+            (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms))
+            for i, e in enumerate(events)
+        ]
+        store.add_batch(source, fid, rows)
+    store.close()
+    config = _config(tmp_path, tmp_path / "access.log")
+    trained = cli("--config", str(config), "train")
+    assert trained.returncode == 0 and "trained on" in trained.stdout, trained.stdout + trained.stderr
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT client_ip || window_start, json_extract(features, '$.requests') FROM windows"
+            )
+        )
+    scored = cli("--config", str(config), "score", "--count", "3", "--json")
+    assert scored.returncode == 0, scored.stderr
+    windows = json.loads(scored.stdout)["windows"]
+    assert windows
+    last = max(e.ts for e in events)
+    for w in windows:
+        start = datetime.fromisoformat(w["window_start"])
+        expected = sum(
+            1 for e in events if e.client_ip == w["client_ip"] and start <= e.ts < start + timedelta(hours=1)
+        )
+        assert w["requests"] == expected, (w, expected)  # not twice that
+        key = w["client_ip"] + start.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if start + timedelta(hours=1) <= last:
+            assert stored[key] == expected
+
+
+def test_train_names_the_excluded_source_and_trains_after_ingest_with_the_right_source(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    events = simulate.simulate(T0, days=3, seed=2)
+    copy = tmp_path / "copy-of-access.log"
+    simulate.write_log(events, copy, "nginx")
+    config = _config(tmp_path, tmp_path / "access.log")
+    assert cli("--config", str(config), "ingest", str(copy)).returncode == 0
+    early = cli("--config", str(config), "train")
+    assert_no_traceback(early)
+    assert early.returncode == 0 and "not trained" in early.stdout
+    assert "'copy-of-access'" in early.stdout and "--source nginx" in early.stdout, early.stdout
+    again = cli("--config", str(config), "ingest", "--source", "nginx", str(copy))
+    assert again.returncode == 0, again.stderr
+    trained = cli("--config", str(config), "train")
+    assert trained.returncode == 0 and "trained on" in trained.stdout, trained.stdout + trained.stderr
