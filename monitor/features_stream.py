@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.endpoints import classify, normalise
-from monitor.features import _CAT_CODES, FEATURE_NAMES, Profile
+from monitor.features import _CAT_CODES, FEATURE_NAMES, Profile, _quantiles
 
 ROW_COLUMNS = ("ts", "client_ip", "path", "status", "latency_ms", "bytes_sent", "user_agent")
 VALUE_BUDGET = 2_000_000  # latency values kept per window (16 MB of float64)
@@ -56,7 +56,8 @@ class WindowAccumulator:
         self.lat_max = np.zeros(0)
         self.routes: list[set[int]] = []
         self.agents: list[set[int]] = []
-        self.latency: list[list[np.ndarray]] = []
+        self._lat_codes: list[np.ndarray] = []  # latency values kept, by chunk, with their client
+        self._lat_values: list[np.ndarray] = []
         self.kept = 0
         self._paths: dict[str, tuple[int, int]] = {}  # path -> (category code, route id)
         self.rows = 0
@@ -74,7 +75,6 @@ class WindowAccumulator:
         for _ in range(extra):
             self.routes.append(set())
             self.agents.append(set())
-            self.latency.append([])
 
     def _path_info(self, path: str) -> tuple[int, int]:
         """(category code, route hash) of a path; routes are told apart by a 64-bit hash, not kept."""
@@ -92,7 +92,14 @@ class WindowAccumulator:
             return
         self.rows += len(rows)
         ts, ips, paths, status, latency, sent, agents = (list(c) for c in zip(*rows, strict=True))
-        micros = pd.to_datetime(pd.Series(ts), utc=True).dt.as_unit("us").astype("int64").to_numpy()
+        stamps = pd.Series(ts)
+        iso = isinstance(ts[0], str)  # SQLite's ISO text, parsed vectorised
+        micros = (
+            pd.to_datetime(stamps, utc=True, format="ISO8601" if iso else None)
+            .dt.as_unit("us")
+            .astype("int64")
+            .to_numpy()
+        )
         local, uniq = pd.factorize(pd.Series(ips, dtype=object).astype(str))
         base = len(self.index)
         gid = np.empty(len(uniq), dtype=np.int64)
@@ -167,25 +174,28 @@ class WindowAccumulator:
         c, v = codes[ok], lat[ok]
         if not len(c):
             return
-        order = np.argsort(c, kind="stable")
-        c, v = c[order], v[order]
-        bounds = np.flatnonzero(np.diff(c)) + 1
-        for g, part in zip(c[np.concatenate(([0], bounds))].tolist(), np.split(v, bounds), strict=True):
-            self.latency[g].append(part)
-            top = float(part.max())
-            if not top <= self.lat_max[g]:
-                self.lat_max[g] = top
+        np.fmax.at(self.lat_max, c, v)
+        self._lat_codes.append(c)
+        self._lat_values.append(v)
         self.kept += len(v)
-        while self.kept > self.value_budget:
-            self._halve_largest()
+        if self.kept > self.value_budget:
+            self._shrink()
 
-    def _halve_largest(self) -> None:
-        sizes = [sum(len(p) for p in parts) for parts in self.latency]
-        g = int(np.argmax(sizes))
-        values = np.sort(np.concatenate(self.latency[g]))
-        kept = values[::2]
-        self.latency[g] = [kept]
-        self.kept -= len(values) - len(kept)
+    def _shrink(self) -> None:
+        """Halve the largest client's kept values (sorted, every second one) until well within the budget."""
+        c, v = np.concatenate(self._lat_codes), np.concatenate(self._lat_values)
+        order = np.lexsort((v, c))
+        c, v = c[order], v[order]
+        while len(v) > self.value_budget * 3 // 4:  # room for the next chunks before shrinking again
+            sizes = np.bincount(c)
+            g = int(np.argmax(sizes))
+            mine = np.flatnonzero(c == g)
+            drop = mine[1::2]
+            keep = np.ones(len(c), dtype=bool)
+            keep[drop] = False
+            c, v = c[keep], v[keep]
+        self._lat_codes, self._lat_values = [c], [v]
+        self.kept = len(v)
 
     # --- the result ----------------------------------------------------------------------------------
     def result(
@@ -202,11 +212,17 @@ class WindowAccumulator:
         counts = self.counts[idx]
         req = counts[:, 0]
         quant = np.zeros((len(ips), 3))
-        for k, g in enumerate(idx.tolist()):
-            if self.latency[g]:
-                values = np.concatenate(self.latency[g])
-                quant[k, :2] = np.quantile(values, [0.5, 0.95])
-                quant[k, 2] = self.lat_max[g]
+        if self._lat_values:
+            position = np.empty(len(self.index), dtype=np.int64)
+            position[idx] = np.arange(len(ips))
+            p50, p95 = _quantiles(
+                position[np.concatenate(self._lat_codes)],
+                np.concatenate(self._lat_values),
+                len(ips),
+                (0.5, 0.95),
+            )
+            quant[:, 0], quant[:, 1] = p50, p95
+            quant[:, 2] = np.nan_to_num(self.lat_max[idx], nan=0.0)
         gap_n, gap_sum, gap_sq = self.gap_n[idx], self.gap_sum[idx], self.gap_sq[idx]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = gap_sum / gap_n

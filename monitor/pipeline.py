@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=2)  # lines of a window may be stored a little after it ends
 STALE = timedelta(hours=6)  # anomalies in windows that ended longer ago than this are recorded, not alerted
+SAVE_ROWS = 20_000  # window rows saved per transaction when many windows are computed at once
 WINDOWS_PER_TICK = 24  # a daemon catching up computes at most this many windows per tick (then follows on)
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -198,9 +199,20 @@ class Pipeline:
         if limit is not None:
             ready = ready[:limit]
         out: list[Notification] = []
-        for start in ready:
+        rows: list[dict[str, Any]] = []
+        states: dict[datetime, int] = {}
+        held: list[tuple[datetime, list[Alert]]] = []
+        for i, start in enumerate(ready):
             del self._dirty[start]
-            out.extend(self._score_window(start, alert=alert, now=now))
+            found, stored, alerts = self._score_window(start, alert=alert, now=now)
+            rows.extend(found)
+            states[start] = stored
+            held.append((start, alerts))
+            if len(rows) >= SAVE_ROWS or i == len(ready) - 1:  # one commit for many windows
+                q.save_windows(self.store, rows, states, now)
+                for when, alerts in held:
+                    out.extend(self._emit(alerts, when + self.window + GRACE))
+                rows, states, held = [], {}, []
         return out
 
     def find_missing(self, now: datetime, since: datetime | None = None) -> int:
@@ -231,9 +243,11 @@ class Pipeline:
         return self.dispatcher.submit(alerts, now) if alerts else []
 
     # --- windows and the detector -------------------------------------------------------------------
-    def _score_window(self, start: datetime, *, alert: bool, now: datetime) -> list[Notification]:
-        """Compute one window from the store, score it, save it; alert on fresh anomalies of known
-        sources. Windows that ended long before `now` (a backlog, a long outage) are recorded with
+    def _score_window(
+        self, start: datetime, *, alert: bool, now: datetime
+    ) -> tuple[list[dict[str, Any]], int, list[Alert]]:
+        """Compute one window from the store and score it; return its rows, the stored requests it was
+        computed from, and the alerts for fresh anomalies of known sources. Windows that ended long before `now` (a backlog, a long outage) are recorded with
         their scores but not alerted: that news is stale."""
         assert self._profile is not None
         det = self.settings.detector
@@ -278,9 +292,7 @@ class Pipeline:
                     if self.rules.gate(found.key, "anomaly", found.ts, minimum=3 * self.window):
                         alerts.append(found)
             rows.append(row)
-        q.save_windows(self.store, rows)
-        q.mark_windows(self.store, {start: stored}, now)
-        return self._emit(alerts, start + self.window + GRACE)
+        return rows, stored, alerts
 
     def _anomaly_alert(self, f: Any) -> Alert:
         ip = f.client_ip

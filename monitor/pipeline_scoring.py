@@ -167,10 +167,14 @@ def training_set(
     blocks: list[np.ndarray] = []
     groups: list[str] = []
     info: dict[str, Any] = {"used": 0, "unknown": 0, "anomalous": 0, "first": None, "last": None}
+    is_known: dict[str, bool] = {}
     for part in q.iter_training_windows(store, since, until):
         block = []
         for ip, start, raw, anomalous in part:
-            if not known.is_known(ip):
+            ok = is_known.get(ip)
+            if ok is None:
+                ok = is_known[ip] = bool(known.is_known(ip))
+            if not ok:
                 info["unknown"] += 1
                 continue
             if anomalous:

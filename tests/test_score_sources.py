@@ -81,3 +81,39 @@ def test_train_names_the_excluded_source_and_trains_after_ingest_with_the_right_
     assert again.returncode == 0, again.stderr
     trained = cli("--config", str(config), "train")
     assert trained.returncode == 0 and "trained on" in trained.stdout, trained.stdout + trained.stderr
+
+
+def test_train_rebuild_windows_recomputes_windows_made_under_an_old_config(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    """Windows computed before the proxy source was configured counted both logs; --rebuild-windows
+    recounts them."""
+    events = simulate.simulate(T0, days=3, seed=2)
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    for source in ("nginx", "ollama"):
+        fid = store.file_id(source, "fp", source)
+        rows = [
+            (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms))
+            for i, e in enumerate(events)
+        ]
+        store.add_batch(source, fid, rows)
+    store.close()
+    config = _config(tmp_path, tmp_path / "access.log")
+    old = tmp_path / "old.toml"
+    text = config.read_text()  # the same without the proxy source: windows counted both logs
+    cut = text.index('[[sources]]\nname = "nginx"')
+    old.write_text(text[:cut] + text[text.index("[[sources]]", cut + 1) :], encoding="utf-8")
+
+    def total() -> int:
+        with sqlite3.connect(tmp_path / "m.db") as conn:
+            return int(
+                conn.execute("SELECT sum(json_extract(features, '$.requests')) FROM windows").fetchone()[0]
+            )
+
+    assert cli("--config", str(old), "train").returncode == 0
+    assert total() == 2 * len(events)
+    assert cli("--config", str(config), "train").returncode == 0
+    assert total() == 2 * len(events)  # nothing new was stored: the windows stand
+    rebuilt = cli("--config", str(config), "train", "--rebuild-windows")
+    assert rebuilt.returncode == 0 and "trained on" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    assert total() == len(events)
