@@ -267,7 +267,7 @@ def _sqlite_stream(store: Store, stmt: Any, chunk: int) -> Iterator[list[tuple[A
         try:
             cur.execute(compiled.string, args)
             while rows := cur.fetchmany(chunk):
-                yield rows
+                yield list(rows)
         finally:
             cur.close()
 
