@@ -9,6 +9,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from monitor import simulate
 from monitor.records import Request
 from monitor.store import Store
@@ -117,3 +119,43 @@ def test_train_rebuild_windows_recomputes_windows_made_under_an_old_config(
     rebuilt = cli("--config", str(config), "train", "--rebuild-windows")
     assert rebuilt.returncode == 0 and "trained on" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
     assert total() == len(events)
+
+
+@pytest.mark.service
+def test_windows_on_postgresql_match_sqlite(tmp_path: Path) -> None:
+    """The same windows, states and training on the real PostgreSQL server as on SQLite."""
+    from monitor.config import validate
+    from monitor.known import KnownSources
+    from monitor.pipeline import Pipeline, make_dispatcher
+    from monitor.store import detect_queries as q
+    from tests import services
+
+    events = simulate.simulate(T0, days=2, seed=4)
+    now = T0 + timedelta(days=2, hours=1)
+
+    def run(url: str) -> tuple[int, list[tuple[str, float]]]:
+        settings = validate(
+            {
+                "database": {"url": url},
+                "detector": {"model_dir": str(tmp_path / url[:5]), "min_windows": 50},
+                "known": {"allow": ["10.0.0.0/8"]},
+            }
+        )
+        with Store.open(url) as store:
+            fid = store.file_id("ollama", "fp", "x")
+            rows = [
+                (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms))
+                for i, e in enumerate(events)
+            ]
+            store.add_batch("ollama", fid, rows)
+            pipeline = Pipeline(
+                settings, store, make_dispatcher(settings, None), KnownSources(settings.known)
+            )
+            assert pipeline.train(now) is not None
+            assert pipeline.find_missing(now, T0) == 0  # every window is computed, and recorded so
+            got = q.load_windows(store, T0, now)
+            return len(got), [(w["client_ip"], w["features"]["requests"]) for w in got]
+
+    lite = run(f"sqlite:///{tmp_path / 'm.db'}")
+    with services.postgres() as url:
+        assert run(url) == lite
