@@ -78,7 +78,8 @@ def main() -> None:
         config.write_text(
             f'[database]\nurl = "sqlite:///{db}"\n[detector]\nmodel_dir = "{tmp}/models"\n'
             '[known]\nallow = ["10.0.0.0/8"]\n'
-            f'[[sources]]\nname = "nginx"\npath = "{log}"\nformat = "nginx"\nproxy = true\n',
+            f'[[sources]]\nname = "nginx"\npath = "{log}"\nformat = "nginx"\nproxy = true\n'
+            'start_at = "beginning"\n',
             encoding="utf-8",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_MONITOR_", "NOTIFY_SOCKET"))}
@@ -91,7 +92,10 @@ def main() -> None:
             stderr=open(Path(tmp) / "run.log", "w"),  # noqa: SIM115
         )
         try:
-            time.sleep(8)
+            run_log = Path(tmp) / "run.log"
+            while "ready" not in run_log.read_text() and proc.poll() is None:
+                time.sleep(0.2)
+            time.sleep(3)
             base = status(proc.pid, "VmRSS")
             print(f"idle after start: RSS {base / 2**20:.0f} MB (the baseline)")
             start = datetime.now(UTC) - timedelta(minutes=25)
