@@ -1,7 +1,7 @@
 """Measure the daemon's memory under a flood: 3,000,000 lines appended to a followed file, one million at
 a time, all in the current hour (so the window stays open and everything it saw is still "current").
 
-    .venv/bin/python bench/window_memory.py [--millions 3] [--ceiling-mb 400]
+    .venv/bin/python bench/window_memory.py [--millions 3] [--ceiling-mb 250]
 
 A real `ollama-monitor run` process (python -m monitor) follows an nginx log with a proxy source
 configured and ~2,000 known clients; after each million is committed (rows counted in the database)
@@ -68,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--millions", type=int, default=3)
     ap.add_argument("--lines-per-part", type=int, default=1_000_000)
-    ap.add_argument("--ceiling-mb", type=float, default=400.0)
+    ap.add_argument("--ceiling-mb", type=float, default=250.0)
     args = ap.parse_args()
     rng = random.Random(3)
     with tempfile.TemporaryDirectory(prefix="bench-window-memory-") as tmp:
