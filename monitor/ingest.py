@@ -71,7 +71,7 @@ def open_log(path: Path) -> L.PlainFile | L.GzipFile:
 def read_error(name: object, exc: BaseException) -> str:
     """One line for a file that failed while being read: a damaged .gz says so."""
     if isinstance(exc, (zlib.error, EOFError, gzip.BadGzipFile)):
-        return f"{name}: corrupt compressed data ({exc})"
+        return f"{name}: cannot read: corrupt compressed data ({exc})"
     return f"{name}: cannot read: {exc}"
 
 

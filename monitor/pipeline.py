@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from monitor import features as feat
+from monitor import pipeline_scoring as ps
 from monitor.config import Settings, SourceSettings
 from monitor.known import KnownSources
 from monitor.records import Alert, Notification, Request, Severity
@@ -30,13 +30,16 @@ from monitor.rules_text import block_hint
 from monitor.store import Store, reject_queries
 from monitor.store import detect_queries as q
 
+if TYPE_CHECKING:
+    from monitor.features import Profile
+
 log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=2)  # lines of a window may be stored a little after it ends
-SCORE_CHUNK = timedelta(days=1)
-STALE = timedelta(
-    hours=6
-)  # anomalies in windows that ended longer ago than this are recorded, not alerted  # catching up after downtime: at most a day of requests in memory at once
+STALE = timedelta(hours=6)  # anomalies in windows that ended longer ago than this are recorded, not alerted
+SAVE_ROWS = 20_000  # window rows saved per transaction when many windows are computed at once
+WINDOWS_PER_TICK = 24  # a daemon catching up computes at most this many windows per tick (then follows on)
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DispatcherLike(Protocol):
@@ -84,15 +87,16 @@ class Pipeline:
             "warnings": [],
         }
         self._started = False
-        self._scored_until: datetime | None = None
-        self._profile: feat.Profile | None = None
+        self._profile: Profile | None = None
         self._next_train_check: datetime | None = None
-        # Requests handed to `process` and not yet in a scored window: scoring reads them from here
-        # instead of the store for windows that start at or after `_buffer_from` (complete in memory).
-        self._buffer: list[Request] = []
+        # Windows (start -> when last touched, in the caller's clock) that received requests since they
+        # were computed. Only window starts are kept between batches, never the requests themselves:
+        # a closed window's features are read back from the store's indexed time range.
+        self._dirty: dict[datetime, datetime] = {}
+        self._frontier: datetime | None = None  # the newest log time seen from a feature source
+        self._checked = False  # the stored windows are compared with the stored requests once, at start
         # With a proxy in front of Ollama both logs hold the same requests: windows count the proxy's only.
-        self._feature_sources: set[str] | None = {p.name for p in proxies} or None
-        self._buffer_from: datetime | None = None
+        self._feature_sources = ps.feature_sources(settings)
         self._load_model()
 
     # --- setup ---------------------------------------------------------------------------------
@@ -137,11 +141,7 @@ class Pipeline:
             timedelta(minutes=self.settings.rules.cooldown_minutes),
         )
         self.rules.seed(q.last_alerts(self.store, now - horizon))
-        pairs, first = q.window_activity(self.store, now - self.history)
-        self._profile = feat.Profile.from_windows(pairs, first)
-        saved = self.store.get_meta("detector.scored_until")
-        if saved:
-            self._scored_until = datetime.fromisoformat(saved)
+        self._profile = ps.build_profile(self.store, now - self.history)
 
     def set_known(self, known: KnownSources) -> None:
         """Use new known sources (after `sources approve` or a config reload)."""
@@ -164,103 +164,136 @@ class Pipeline:
             name, proxy = source.name, source.is_proxy if is_proxy is None else is_proxy
         else:
             name, proxy = source, bool(is_proxy)
-        if requests:
-            if self._buffer_from is None:
-                first = min(r.ts for r in requests)
-                start = floor_time(first, self.window)
-                earlier = next(self.store.iter_requests(since=start, until=first, limit=1), None)
-                self._buffer_from = start if earlier is None else start + self.window
-            if self._feature_sources is None or name in self._feature_sources:
-                self._buffer.extend(requests)
+        if requests and (self._feature_sources is None or name in self._feature_sources):
+            newest = max(r.ts for r in requests)
+            if self._frontier is None or newest > self._frontier:
+                self._frontier = newest
+            for start in {floor_time(r.ts, self.window) for r in requests}:
+                self._dirty[start] = now
         alerts = self.rules.evaluate(requests, now, source=name, is_proxy=proxy, rejects=rejects)
         return self._emit(alerts, now)
 
     def tick(self, now: datetime) -> list[Notification]:
         """Score windows closed by `now`, retrain when due, flush digests; return released notifications."""
-        out = self.catch_up(now, alert=True)
+        out = self.catch_up(now, alert=True, limit=WINDOWS_PER_TICK)
         if self._next_train_check is None or now >= self._next_train_check:
             self._maybe_train(now)
         out.extend(self._emit(self.rules.flush(now), now))
         out.extend(self.dispatcher.flush(now))
         return out
 
-    def catch_up(self, now: datetime, *, alert: bool = False) -> list[Notification]:
-        """Compute, score and save the windows closed by `now` that are not yet in the `windows` table.
+    def catch_up(self, now: datetime, *, alert: bool = False, limit: int | None = None) -> list[Notification]:
+        """Compute, score and save the windows closed by `now` that received requests since they were
+        computed (or never were); at most `limit` of them (the oldest first). Return the notifications.
 
+        Windows follow LOG time: a window closes once a feature source has logged past its end (plus
+        GRACE), or once `now` is past its end and nothing new came for it for GRACE. A daemon catching
+        up on a backlog thus closes each window as the backlog passes it, whatever the wall clock says,
+        and a request stored late (a backlog, a log ingested again) opens its window again.
         With alert=False (`train`), anomalies are recorded in the table but not alerted.
         """
         self._start(now)
-        closed = floor_time(now - GRACE, self.window)
-        if self._scored_until is None:
-            lo, _hi = q.request_span(self.store)
-            latest = q.latest_window_start(self.store)
-            self._scored_until = (
-                latest + self.window if latest else (floor_time(lo, self.window) if lo else None)
-            )
-        if self._scored_until is not None and closed > self._scored_until:
-            return self._score_until(closed, alert=alert, now=now)
-        return []
+        if not self._checked:
+            self._checked = True
+            self.find_missing(now)
+        ready = sorted(s for s, touched in self._dirty.items() if self._closed(s, touched, now))
+        if limit is not None:
+            ready = ready[:limit]
+        out: list[Notification] = []
+        rows: list[dict[str, Any]] = []
+        states: dict[datetime, int] = {}
+        held: list[tuple[datetime, list[Alert]]] = []
+        for i, start in enumerate(ready):
+            del self._dirty[start]
+            found, stored, alerts = self._score_window(start, alert=alert, now=now)
+            rows.extend(found)
+            states[start] = stored
+            held.append((start, alerts))
+            if len(rows) >= SAVE_ROWS or i == len(ready) - 1:  # one commit for many windows
+                q.save_windows(self.store, rows, states, now)
+                for when, alerts in held:
+                    out.extend(self._emit(alerts, when + self.window + GRACE))
+                rows, states, held = [], {}, []
+        return out
+
+    def find_missing(self, now: datetime, since: datetime | None = None) -> int:
+        """Mark for computing the windows of [since, now) (default: the trailing history) whose stored
+        requests grew since they were computed: rows stored by `ingest` or before a restart. Return how many."""
+        lo, hi = q.request_span(self.store)
+        if lo is None or hi is None:
+            return 0
+        since = max(floor_time(lo, self.window), floor_time(since or now - self.history, self.window))
+        until = min(floor_time(now, self.window) + self.window, floor_time(hi, self.window) + self.window)
+        todo, _counts = ps.missing_windows(self.store, since, until, self.window)
+        for start in todo:
+            self._dirty.setdefault(start, _LONG_AGO)
+        return len(todo)
+
+    def _closed(self, start: datetime, touched: datetime, now: datetime) -> bool:
+        end = start + self.window + GRACE
+        if end > now:
+            return False
+        return (self._frontier is not None and end <= self._frontier) or touched <= now - GRACE
+
+    def pending_windows(self) -> int:
+        """Windows with requests not yet computed (open ones included)."""
+        return len(self._dirty)
 
     def _emit(self, alerts: list[Alert], now: datetime) -> list[Notification]:
         # The dispatcher records admitted alerts in the `alerts` table when it has a store.
         return self.dispatcher.submit(alerts, now) if alerts else []
 
     # --- windows and the detector -------------------------------------------------------------------
-    def _score_until(
-        self, closed: datetime, *, alert: bool = True, now: datetime | None = None
-    ) -> list[Notification]:
-        """Score [scored_until, closed). Windows that ended long before `now` (a first start on old
-        data, a long outage) are recorded with their scores but not alerted: that news is stale."""
-        fresh_after = (now or closed) - STALE
-        assert self._scored_until is not None and self._profile is not None
-        out: list[Notification] = []
-        while self._scored_until < closed:
-            lo = self._scored_until
-            hi = min(closed, lo + SCORE_CHUNK)
-            if self._buffer_from is not None and lo >= self._buffer_from:
-                frame = feat.requests_frame([r for r in self._buffer if lo <= r.ts < hi])
-                self._buffer = [r for r in self._buffer if r.ts >= hi]
-            else:
-                wanted = self._feature_sources
-                stored = self.store.iter_requests(since=lo, until=hi)
-                frame = feat.requests_frame(r for r in stored if wanted is None or r["source"] in wanted)
-            windows = feat.compute(
-                frame,
-                self.settings.detector.window_minutes,
-                self._profile,
-                cap_days=float(self.settings.detector.history_days),
-            )
-            rows: list[dict[str, Any]] = []
-            alerts: list[Alert] = []
-            findings = self.detector.assess(windows) if self.detector is not None and len(windows) else []
-            values = windows.to_dict("records")
-            for i, (ip, start) in enumerate(windows.index):
-                row: dict[str, Any] = {
-                    "client_ip": ip,
-                    "window_start": start.to_pydatetime(),
-                    "features": {k: float(v) for k, v in values[i].items()},
-                }
-                if findings:
-                    f = findings[i]
-                    row.update(score=f.score, anomalous=f.anomalous, explanation=f.explanation)
-                    recent = start.to_pydatetime() + self.window >= fresh_after
-                    if (
-                        alert
-                        and recent
-                        and f.anomalous
-                        and self.known.is_known(ip)
-                        and self.rules.enabled("anomaly")
-                    ):
-                        found = self._anomaly_alert(f)
-                        # One alert per source per cooldown, and never for consecutive windows of one episode.
-                        if self.rules.gate(found.key, "anomaly", found.ts, minimum=3 * self.window):
-                            alerts.append(found)
-                rows.append(row)
-            q.save_windows(self.store, rows)
-            self._scored_until = hi
-            self.store.set_meta("detector.scored_until", hi.isoformat())
-            out.extend(self._emit(alerts, hi + GRACE))
-        return out
+    def _score_window(
+        self, start: datetime, *, alert: bool, now: datetime
+    ) -> tuple[list[dict[str, Any]], int, list[Alert]]:
+        """Compute one window from the store and score it; return its rows, the stored requests it was
+        computed from, and the alerts for fresh anomalies of known sources. Windows that ended long before `now` (a backlog, a long outage) are recorded with
+        their scores but not alerted: that news is stale."""
+        assert self._profile is not None
+        det = self.settings.detector
+        stored = q.count_in(self.store, start, start + self.window)
+        before = q.window_clients(self.store, start)
+        windows = ps.compute_window(
+            self.store,
+            start,
+            det.window_minutes,
+            self._feature_sources,
+            self._profile,
+            cap_days=float(det.history_days),
+            update_profile=False,
+        )
+        for ip in windows.index.get_level_values(0):
+            if ip not in before:  # a window computed again must not count twice in the hour profile
+                self._profile.add(str(ip), start)
+        fresh_after = now - STALE
+        rows: list[dict[str, Any]] = []
+        alerts: list[Alert] = []
+        findings = self.detector.assess(windows) if self.detector is not None and len(windows) else []
+        values = windows.to_dict("records")
+        for i, (ip, _start) in enumerate(windows.index):
+            row: dict[str, Any] = {
+                "client_ip": ip,
+                "window_start": start,
+                "features": {k: float(v) for k, v in values[i].items()},
+            }
+            if findings:
+                f = findings[i]
+                row.update(score=f.score, anomalous=f.anomalous, explanation=f.explanation)
+                recent = start + self.window >= fresh_after
+                if (
+                    alert
+                    and recent
+                    and f.anomalous
+                    and self.known.is_known(ip)
+                    and self.rules.enabled("anomaly")
+                ):
+                    found = self._anomaly_alert(f)
+                    # One alert per source per cooldown, and never for consecutive windows of one episode.
+                    if self.rules.gate(found.key, "anomaly", found.ts, minimum=3 * self.window):
+                        alerts.append(found)
+            rows.append(row)
+        return rows, stored, alerts
 
     def _anomaly_alert(self, f: Any) -> Alert:
         ip = f.client_ip
@@ -312,43 +345,40 @@ class Pipeline:
         if result is None:  # not enough history yet: look again when the next window has closed
             self._next_train_check = floor_time(now, self.window) + self.window + GRACE
 
-    def train(self, now: datetime) -> dict[str, Any] | None:
+    def train(self, now: datetime, *, rebuild: bool = False) -> dict[str, Any] | None:
         """Train on the trailing history of known sources' windows and save the model.
 
+        Only the windows that are missing (or whose stored requests grew) are computed first, never the
+        whole history again; rebuild=True deletes the history's windows and computes them all anew.
         Return the saved metadata, or None (and say why in `status`) when there are too few windows.
         """
-        import pandas as pd
-
         from monitor import detector as dm
         from monitor.errors import ModelError
 
-        stored = q.load_windows(self.store, now - self.history, now)
-        rows = [r for r in stored if self.known.is_known(r["client_ip"]) and not r.get("anomalous")]
+        since = now - self.history
+        self._start(now)
+        if rebuild:
+            q.delete_windows(self.store, floor_time(since, self.window), now)
+            self._profile = ps.build_profile(self.store, since - self.history, since)
+        self._checked = True
+        self.find_missing(now, since)
+        self.catch_up(now, alert=False)
+        frame, groups, info = ps.training_set(self.store, self.known, since, now)
         need = self.settings.detector.min_windows
-        self.status["windows"] = len(rows)
-        if len(rows) < need:
-            left_out = len(stored) - len(rows)
-            self.status.update(
-                reason=f"rules only: {len(rows)} of {need} windows of history needed to train the detector"
-                + (
-                    f" ({left_out} windows of unknown sources or anomalies are never used)"
-                    if left_out
-                    else ""
-                )
-            )
+        self.status["windows"] = len(groups)
+        if len(groups) < need:
+            self.status.update(reason=ps.too_few_reason(self.store, self.settings, info, since, now))
             if self.detector is None:
                 self.status["detector"] = "rules-only"
             return None
-        frame = pd.DataFrame([r["features"] for r in rows]).reindex(
-            columns=list(feat.FEATURE_NAMES), fill_value=0.0
-        )
         det = self.settings.detector
         model = dm.Detector(
             threshold_quantile=det.threshold_quantile,
             guard_factor=det.guard_factor,
             random_state=det.random_state,
-        ).fit(frame, groups=[r["client_ip"] for r in rows])
-        start, end = rows[0]["window_start"], rows[-1]["window_start"] + self.window
+        ).fit(frame, groups=groups)
+        start, end = info["first"], info["last"] + self.window
+        rows = groups
         try:
             meta = dm.save(
                 model,

@@ -38,13 +38,19 @@ def _known(settings: Settings, store: Any) -> Any:
 
 @click.command("train")
 @click.option("--json", "as_json", is_flag=True, help="Print the model metadata as JSON.")
+@click.option(
+    "--rebuild-windows",
+    is_flag=True,
+    help="Delete the history's per-window features and compute them again from the stored requests.",
+)
 @pass_env
-def train(env: Env, as_json: bool) -> None:
+def train(env: Env, as_json: bool, rebuild_windows: bool) -> None:
     """Train the anomaly detector on the stored history and save it in [detector] model_dir.
 
     Uses the `history_days` before the newest stored request, so that it also works on logs ingested
-    with `ollama-monitor ingest`. With fewer than `min_windows` windows it trains nothing and says so
-    (the daemon runs on rules only until then).
+    with `ollama-monitor ingest`. Computes only the windows that are missing (or received requests
+    since they were computed) before training. With fewer than `min_windows` windows it trains nothing
+    and says why (the daemon runs on rules only until then).
     """
     from monitor.pipeline import GRACE, Pipeline, floor_time
     from monitor.store import detect_queries as q
@@ -61,8 +67,7 @@ def train(env: Env, as_json: bool) -> None:
         window = timedelta(minutes=settings.detector.window_minutes)
         # The end of the newest window, plus the grace a window gets for late lines: it is included too.
         now = floor_time(hi, window) + window + GRACE
-        pipeline.catch_up(now)
-        meta = pipeline.train(now)
+        meta = pipeline.train(now, rebuild=rebuild_windows)
     finally:
         store.close()
     if meta is None:
@@ -96,8 +101,8 @@ def train(env: Env, as_json: bool) -> None:
 def score(env: Env, window_start: str | None, count: int, as_json: bool) -> None:
     """Score windows with the saved model: per source, the score, the verdict and why."""
     from monitor import detector as dm
-    from monitor import features as feat
     from monitor.pipeline import floor_time
+    from monitor.pipeline_scoring import score_recent
     from monitor.store import detect_queries as q
 
     settings = env.settings
@@ -121,28 +126,11 @@ def score(env: Env, window_start: str | None, count: int, as_json: bool) -> None
                 raise MonitorError("no requests stored yet")
             last = floor_time(hi, window)
             starts = [last - i * window for i in range(max(1, count))][::-1]
-        history = timedelta(days=settings.detector.history_days)
-        pairs, first = q.window_activity(store, starts[0] - history)
-        profile = feat.Profile.from_windows([(ip, t) for ip, t in pairs if t < starts[0]], first)
-        frame = feat.requests_frame(store.iter_requests(since=starts[0], until=starts[-1] + window))
+        rows = score_recent(store, settings, model, starts)
     finally:
         store.close()
-    windows = feat.compute(
-        frame, settings.detector.window_minutes, profile, cap_days=float(settings.detector.history_days)
-    )
-    findings = model.assess(windows)
-    rows = [
-        {
-            "client_ip": f.client_ip,
-            "status": known.status(f.client_ip).value,
-            "window_start": str(windows.index[i][1].isoformat()),
-            "requests": int(windows.iloc[i]["requests"]),
-            "score": round(f.score, 4),
-            "anomalous": f.anomalous,
-            "explanation": f.explanation,
-        }
-        for i, f in enumerate(findings)
-    ]
+    for r in rows:
+        r["status"] = known.status(r["client_ip"]).value
     if as_json:
         env.out.print_json(json.dumps({"threshold": meta.get("threshold"), "windows": rows}))
         return

@@ -66,8 +66,14 @@ def count_alerts(store: Store, rule: str | None = None) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def save_windows(store: Store, rows: Iterable[dict[str, Any]]) -> int:
-    """Upsert window rows: client_ip, window_start, features (dict), score, anomalous, explanation."""
+def save_windows(
+    store: Store,
+    rows: Iterable[dict[str, Any]],
+    states: dict[datetime, int] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Upsert window rows: client_ip, window_start, features (dict), score, anomalous, explanation; and,
+    in the same transaction, the `window_state` of the windows computed (start -> stored requests)."""
     values = [
         {
             "client_ip": r["client_ip"],
@@ -79,7 +85,7 @@ def save_windows(store: Store, rows: Iterable[dict[str, Any]]) -> int:
         }
         for r in rows
     ]
-    if not values:
+    if not values and not states:
         return 0
     dialect = sqlite if store.is_sqlite else postgresql
     stmt = dialect.insert(s.windows)
@@ -93,7 +99,10 @@ def save_windows(store: Store, rows: Iterable[dict[str, Any]]) -> int:
         },
     )
     with store.engine.begin() as conn:
-        conn.execute(stmt, values)
+        if values:
+            conn.execute(stmt, values)
+        if states:
+            _mark(conn, store, states, now)
     return len(values)
 
 
@@ -212,3 +221,195 @@ def iter_stored_requests(store: Store, chunk: int = 20_000) -> Iterator[tuple[st
                         parsed[ts] = when
                 yield source, Request(when, *fields)
         cur.close()
+
+
+# --- windows at scale: indexed time ranges, streamed rows, the window_state table ---------------------
+def iter_window_rows(
+    store: Store, since: datetime, until: datetime, sources: Iterable[str] | None = None, chunk: int = 50_000
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Yield the requests in [since, until) in time order, in lists of at most `chunk` rows of
+    (ts, client_ip, path, status, latency_ms, bytes_sent, user_agent), optionally of some sources only.
+
+    Streamed (a server-side cursor on PostgreSQL), so a flooded window never sits in memory whole."""
+    r = s.requests
+    stmt = (
+        select(r.c.ts, r.c.client_ip, r.c.path, r.c.status, r.c.latency_ms, r.c.bytes_sent, r.c.user_agent)
+        .where(r.c.ts >= since, r.c.ts < until)
+        .order_by(r.c.ts)
+    )
+    if sources is not None:
+        stmt = stmt.where(r.c.source.in_(sorted(sources)))
+    if store.is_sqlite:
+        process = r.c.ts.type.result_processor(store.engine.dialect, None)
+        for part in _sqlite_stream(store, stmt, chunk):
+            if part and process is not None and not isinstance(part[0][0], str | datetime):
+                part = [(process(row[0]), *row[1:]) for row in part]  # a storage that is not ISO text
+            yield part
+        return
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+        for rows in result.partitions(chunk):
+            yield [tuple(row) for row in rows]
+
+
+def _sqlite_stream(store: Store, stmt: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Run a SELECT through the raw sqlite3 cursor (bind values converted by their column types):
+    a few times faster than SQLAlchemy's rows for the hundreds of thousands a window scan reads.
+    Values come back as stored (timestamps as ISO text)."""
+    compiled = stmt.compile(dialect=store.engine.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    procs = compiled._bind_processors
+    args = tuple(procs[k](params[k]) if k in procs else params[k] for k in compiled.positiontup or ())
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(compiled.string, args)
+            while rows := cur.fetchmany(chunk):
+                yield list(rows)
+        finally:
+            cur.close()
+
+
+def count_in(store: Store, since: datetime, until: datetime) -> int:
+    """Stored requests (every source) in [since, until): an index range count."""
+    r = s.requests
+    stmt = select(func.count()).select_from(r).where(r.c.ts >= since, r.c.ts < until)
+    with store.engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def counts_by_source(store: Store, since: datetime, until: datetime) -> dict[str, int]:
+    r = s.requests
+    stmt = select(r.c.source, func.count()).where(r.c.ts >= since, r.c.ts < until).group_by(r.c.source)
+    with store.engine.connect() as conn:
+        return {str(src): int(n) for src, n in conn.execute(stmt)}
+
+
+def window_states(store: Store, since: datetime, until: datetime) -> dict[datetime, int]:
+    """Return window start -> requests stored when it was computed, for windows in [since, until)."""
+    from monitor.store.window_schema import ensure, window_state
+
+    ensure(store)
+    w = window_state
+    stmt = select(w.c.window_start, w.c.requests).where(w.c.window_start >= since, w.c.window_start < until)
+    with store.engine.connect() as conn:
+        out = {as_utc(ts): int(n) for ts, n in conn.execute(stmt)}
+    return {k: v for k, v in out.items() if k is not None}
+
+
+def window_starts(store: Store, since: datetime, until: datetime) -> set[datetime]:
+    """Window starts in [since, until) that have feature rows."""
+    w = s.windows
+    stmt = select(w.c.window_start).where(w.c.window_start >= since, w.c.window_start < until).distinct()
+    with store.engine.connect() as conn:
+        return {t for (ts,) in conn.execute(stmt) if (t := as_utc(ts)) is not None}
+
+
+def mark_windows(store: Store, states: dict[datetime, int], now: datetime) -> None:
+    """Record windows as computed from `states[start]` stored requests."""
+    if not states:
+        return
+    with store.engine.begin() as conn:
+        _mark(conn, store, states, now)
+
+
+def _mark(conn: Any, store: Store, states: dict[datetime, int], now: datetime | None) -> None:
+    from monitor.store import utcnow
+    from monitor.store.window_schema import ensure, window_state
+
+    ensure(store)
+    dialect = sqlite if store.is_sqlite else postgresql
+    stmt = dialect.insert(window_state)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["window_start"],
+        set_={"requests": stmt.excluded.requests, "computed_at": stmt.excluded.computed_at},
+    )
+    when = now or utcnow()
+    conn.execute(stmt, [{"window_start": k, "requests": v, "computed_at": when} for k, v in states.items()])
+
+
+def window_clients(store: Store, start: datetime) -> set[str]:
+    w = s.windows
+    with store.engine.connect() as conn:
+        return {str(ip) for (ip,) in conn.execute(select(w.c.client_ip).where(w.c.window_start == start))}
+
+
+def delete_windows(store: Store, since: datetime, until: datetime) -> int:
+    """Delete the feature rows and window states of [since, until) (`train --rebuild-windows`)."""
+    from monitor.store.window_schema import ensure, window_state
+
+    ensure(store)
+    w = s.windows
+    with store.engine.begin() as conn:
+        n = conn.execute(w.delete().where(w.c.window_start >= since, w.c.window_start < until)).rowcount
+        conn.execute(
+            window_state.delete().where(
+                window_state.c.window_start >= since, window_state.c.window_start < until
+            )
+        )
+    return int(n)
+
+
+def iter_activity(
+    store: Store, since: datetime, until: datetime | None = None
+) -> Iterator[tuple[str, datetime]]:
+    """Yield (client_ip, window_start) of the feature rows since `since` (streamed: a profile's input)."""
+    w = s.windows
+    stmt = select(w.c.client_ip, w.c.window_start).where(w.c.window_start >= since)
+    if until is not None:
+        stmt = stmt.where(w.c.window_start < until)
+    with store.engine.connect() as conn:
+        for ip, ts in conn.execution_options(stream_results=True, yield_per=20_000).execute(stmt):
+            when = as_utc(ts)
+            if when is not None:
+                yield str(ip), when
+
+
+def first_windows(store: Store) -> dict[str, datetime]:
+    """The first window of every client with feature rows."""
+    w = s.windows
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(w.c.client_ip, func.min(w.c.window_start)).group_by(w.c.client_ip))
+        return {str(ip): t for ip, ts in rows if (t := as_utc(ts)) is not None}
+
+
+def first_requests(store: Store, since: datetime, until: datetime) -> dict[str, datetime]:
+    """The first request of every client in [since, until) (first-seen times before any window exists)."""
+    r = s.requests
+    stmt = (
+        select(r.c.client_ip, func.min(r.c.ts)).where(r.c.ts >= since, r.c.ts < until).group_by(r.c.client_ip)
+    )
+    with store.engine.connect() as conn:
+        return {str(ip): t for ip, ts in conn.execute(stmt) if (t := as_utc(ts)) is not None}
+
+
+def iter_training_windows(
+    store: Store, since: datetime, until: datetime, chunk: int = 20_000
+) -> Iterator[list[tuple[str, datetime, str, bool | None]]]:
+    """Yield (client_ip, window_start, features JSON, anomalous) of the windows in [since, until), in
+    time order, in lists of at most `chunk` (the features are decoded by the caller, a chunk at a time)."""
+    w = s.windows
+    stmt = (
+        select(w.c.client_ip, w.c.window_start, w.c.features, w.c.anomalous)
+        .where(w.c.window_start >= since, w.c.window_start < until)
+        .order_by(w.c.window_start, w.c.client_ip)
+    )
+    times: dict[Any, datetime | None] = {}
+
+    def when(ts: Any) -> datetime | None:
+        if ts not in times:
+            if len(times) > 10_000:
+                times.clear()
+            times[ts] = as_utc(ts)
+        return times[ts]
+
+    if store.is_sqlite:
+        for part in _sqlite_stream(store, stmt, chunk):
+            yield [(str(ip), when(ts), feats, None if a is None else bool(a)) for ip, ts, feats, a in part]  # type: ignore[misc]
+        return
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+        for rows in result.partitions(chunk):
+            yield [(str(ip), when(ts), feats, anomalous) for ip, ts, feats, anomalous in rows]  # type: ignore[misc]
