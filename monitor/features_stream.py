@@ -92,14 +92,16 @@ class WindowAccumulator:
             return
         self.rows += len(rows)
         ts, ips, paths, status, latency, sent, agents = (list(c) for c in zip(*rows, strict=True))
-        stamps = pd.Series(ts)
-        iso = isinstance(ts[0], str)  # SQLite's ISO text, parsed vectorised
-        micros = (
-            pd.to_datetime(stamps, utc=True, format="ISO8601" if iso else None)
-            .dt.as_unit("us")
-            .astype("int64")
-            .to_numpy()
-        )
+        if isinstance(ts[0], int):  # the store's integer time (microseconds since the epoch)
+            micros = np.asarray(ts, dtype=np.int64)
+        else:
+            iso = isinstance(ts[0], str)  # ISO text, parsed vectorised
+            micros = (
+                pd.to_datetime(pd.Series(ts), utc=True, format="ISO8601" if iso else None)
+                .dt.as_unit("us")
+                .astype("int64")
+                .to_numpy()
+            )
         local, uniq = pd.factorize(pd.Series(ips, dtype=object).astype(str))
         base = len(self.index)
         gid = np.empty(len(uniq), dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Queries of the detection side: source statistics, the alerts table, per-window feature rows.
+"""Queries of the detection side: the alerts table, per-window feature rows, indexed request ranges.
 
 Uses the tables of monitor.store.schema through `store.engine`; SQLAlchemy stays inside monitor.store.
 """
@@ -16,28 +16,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from monitor.records import Request
 from monitor.store import Store, as_utc
 from monitor.store import schema as s
-
-
-def source_stats(store: Store) -> list[dict[str, Any]]:
-    """Return one dict per client address ever seen: client_ip, requests, first_seen, last_seen, sources."""
-    r = s.requests
-    stmt = (
-        select(
-            r.c.client_ip,
-            func.count().label("requests"),
-            func.min(r.c.ts).label("first_seen"),
-            func.max(r.c.ts).label("last_seen"),
-            func.count(func.distinct(r.c.source)).label("sources"),
-        )
-        .group_by(r.c.client_ip)
-        .order_by(func.max(r.c.ts).desc())
-    )
-    with store.engine.connect() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(stmt)]
-    for row in rows:
-        row["first_seen"] = as_utc(row["first_seen"])
-        row["last_seen"] = as_utc(row["last_seen"])
-    return rows
 
 
 def last_alerts(store: Store, since: datetime) -> dict[str, tuple[datetime, dict[str, Any]]]:
@@ -165,62 +143,52 @@ def latest_window_start(store: Store) -> datetime | None:
 
 
 def request_span(store: Store) -> tuple[datetime | None, datetime | None]:
-    """Return the earliest and latest request time stored."""
-    r = s.requests
+    """Return the earliest and latest request time stored (the ends of the ts index)."""
+    r = s.request_rows
     with store.engine.connect() as conn:
-        lo, hi = conn.execute(select(func.min(r.c.ts), func.max(r.c.ts))).one()
-    return as_utc(lo), as_utc(hi)
+        lo = conn.execute(select(func.min(r.c.ts))).scalar()
+        hi = conn.execute(select(func.max(r.c.ts))).scalar()
+    return (None if lo is None else s.from_ts_key(int(lo)), None if hi is None else s.from_ts_key(int(hi)))
 
 
 def iter_stored_requests(store: Store, chunk: int = 20_000) -> Iterator[tuple[str, Request]]:
     """Yield (source, Request) for every stored request in time order (replay's read path).
 
-    On SQLite this reads through the raw DBAPI cursor and parses the stored ISO text itself: about three
-    times faster than Store.iter_requests, which matters for replaying weeks of logs.
-    """
-    if not store.is_sqlite:
-        for row in store.iter_requests():
-            yield (
-                row["source"],
-                Request(
-                    row["ts"],
-                    row["client_ip"],
-                    row["method"],
-                    row["path"],
-                    row["status"],
-                    row["latency_ms"],
-                    row["bytes_sent"],
-                    row["user_agent"],
-                    row["forwarded_for"],
-                    row["peer_ip"],
-                ),
-            )
-        return
-    sql = (
-        "SELECT ts, client_ip, method, path, status, latency_ms, bytes_sent, user_agent, forwarded_for, peer_ip, "
-        "source FROM requests ORDER BY ts, id"
-    )
+    Reads the base tables in ts-index order through the raw cursor on SQLite (a few times faster than
+    SQLAlchemy's rows, which matters for replaying weeks of logs); time is the stored integer."""
+    from monitor.store import request_select
+
+    full = request_select().subquery()
+    stmt = select(
+        full.c.ts,
+        full.c.client_ip,
+        full.c.method,
+        full.c.path,
+        full.c.status,
+        full.c.latency_ms,
+        full.c.bytes_sent,
+        full.c.user_agent,
+        full.c.forwarded_for,
+        full.c.peer_ip,
+        full.c.source,
+    ).order_by(full.c.ts, full.c.id)
+    parts = _sqlite_stream(store, stmt, chunk) if store.is_sqlite else _pg_stream(store, stmt, chunk)
+    when: dict[int, datetime] = {}
+    for rows in parts:
+        for ts, *fields, source in rows:
+            at = when.get(ts)
+            if at is None:
+                if len(when) > 100_000:
+                    when.clear()
+                at = when[ts] = s.from_ts_key(int(ts))
+            yield source, Request(at, *fields)
+
+
+def _pg_stream(store: Store, stmt: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
     with store.engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        cur.execute(sql)
-        parsed: dict[str, datetime] = {}
-        while True:
-            rows = cur.fetchmany(chunk)
-            if not rows:
-                break
-            for ts, *fields, source in rows:
-                when = parsed.get(ts) if isinstance(ts, str) else None
-                if when is None:
-                    when = as_utc(ts)
-                    assert when is not None
-                    if isinstance(ts, str):
-                        if len(parsed) > 100_000:
-                            parsed.clear()
-                        parsed[ts] = when
-                yield source, Request(when, *fields)
-        cur.close()
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+        for rows in result.partitions(chunk):
+            yield [tuple(row) for row in rows]
 
 
 # --- windows at scale: indexed time ranges, streamed rows, the window_state table ---------------------
@@ -228,28 +196,45 @@ def iter_window_rows(
     store: Store, since: datetime, until: datetime, sources: Iterable[str] | None = None, chunk: int = 50_000
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Yield the requests in [since, until) in time order, in lists of at most `chunk` rows of
-    (ts, client_ip, path, status, latency_ms, bytes_sent, user_agent), optionally of some sources only.
+    (ts, client_ip, path, status, latency_ms, bytes_sent, user_agent), optionally of some sources only;
+    `ts` is the stored integer time (microseconds since the epoch, see schema.ts_key).
 
-    Streamed (a server-side cursor on PostgreSQL), so a flooded window never sits in memory whole."""
-    r = s.requests
+    Reads the base tables on the ts index (not the `requests` view, whose text time no index covers),
+    streamed (a server-side cursor on PostgreSQL), so a flooded window never sits in memory whole."""
+    r = s.request_rows
     stmt = (
-        select(r.c.ts, r.c.client_ip, r.c.path, r.c.status, r.c.latency_ms, r.c.bytes_sent, r.c.user_agent)
-        .where(r.c.ts >= since, r.c.ts < until)
+        select(r.c.ts, s.clients.c.ip, s.endpoints.c.path, r.c.status, r.c.latency_ms, r.c.bytes_sent)
+        .add_columns(s.agents.c.user_agent)
+        .select_from(
+            r.join(s.clients, s.clients.c.id == r.c.client_id)
+            .join(s.endpoints, s.endpoints.c.id == r.c.endpoint_id)
+            .outerjoin(s.agents, s.agents.c.id == r.c.agent_id)
+        )
+        .where(*_ts_range(since, until))
         .order_by(r.c.ts)
     )
     if sources is not None:
-        stmt = stmt.where(r.c.source.in_(sorted(sources)))
-    if store.is_sqlite:
-        process = r.c.ts.type.result_processor(store.engine.dialect, None)
-        for part in _sqlite_stream(store, stmt, chunk):
-            if part and process is not None and not isinstance(part[0][0], str | datetime):
-                part = [(process(row[0]), *row[1:]) for row in part]  # a storage that is not ISO text
-            yield part
-        return
+        stmt = stmt.where(r.c.source_id.in_(_source_ids(store, sources)))
+    yield from _sqlite_stream(store, stmt, chunk) if store.is_sqlite else _pg_stream(store, stmt, chunk)
+
+
+def _ts_range(since: datetime | None, until: datetime | None) -> list[Any]:
+    r = s.request_rows
+    out = []
+    if since is not None:
+        out.append(r.c.ts >= s.ts_key(since))
+    if until is not None:
+        out.append(r.c.ts < s.ts_key(until))
+    return out
+
+
+def _source_ids(store: Store, names: Iterable[str]) -> list[int]:
+    sn = s.source_names
+    wanted = sorted(names)
+    if not wanted:
+        return []
     with store.engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
-        for rows in result.partitions(chunk):
-            yield [tuple(row) for row in rows]
+        return [int(i) for (i,) in conn.execute(select(sn.c.id).where(sn.c.name.in_(wanted)))]
 
 
 def _sqlite_stream(store: Store, stmt: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -274,15 +259,19 @@ def _sqlite_stream(store: Store, stmt: Any, chunk: int) -> Iterator[list[tuple[A
 
 def count_in(store: Store, since: datetime, until: datetime) -> int:
     """Stored requests (every source) in [since, until): an index range count."""
-    r = s.requests
-    stmt = select(func.count()).select_from(r).where(r.c.ts >= since, r.c.ts < until)
+    stmt = select(func.count()).select_from(s.request_rows).where(*_ts_range(since, until))
     with store.engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
 def counts_by_source(store: Store, since: datetime, until: datetime) -> dict[str, int]:
-    r = s.requests
-    stmt = select(r.c.source, func.count()).where(r.c.ts >= since, r.c.ts < until).group_by(r.c.source)
+    r, sn = s.request_rows, s.source_names
+    stmt = (
+        select(sn.c.name, func.count())
+        .select_from(r.join(sn, sn.c.id == r.c.source_id))
+        .where(*_ts_range(since, until))
+        .group_by(sn.c.name)
+    )
     with store.engine.connect() as conn:
         return {str(src): int(n) for src, n in conn.execute(stmt)}
 
@@ -377,12 +366,15 @@ def first_windows(store: Store) -> dict[str, datetime]:
 
 def first_requests(store: Store, since: datetime, until: datetime) -> dict[str, datetime]:
     """The first request of every client in [since, until) (first-seen times before any window exists)."""
-    r = s.requests
+    r, c = s.request_rows, s.clients
     stmt = (
-        select(r.c.client_ip, func.min(r.c.ts)).where(r.c.ts >= since, r.c.ts < until).group_by(r.c.client_ip)
+        select(c.c.ip, func.min(r.c.ts))
+        .select_from(r.join(c, c.c.id == r.c.client_id))
+        .where(*_ts_range(since, until))
+        .group_by(c.c.ip)
     )
     with store.engine.connect() as conn:
-        return {str(ip): t for ip, ts in conn.execute(stmt) if (t := as_utc(ts)) is not None}
+        return {str(ip): s.from_ts_key(int(ts)) for ip, ts in conn.execute(stmt) if ts is not None}
 
 
 def iter_training_windows(
