@@ -280,6 +280,7 @@ def _write_live(path: Path, seconds: float, say: Callable[[str], None], daemon: 
     began = time.monotonic()
     scale = seconds / 60.0  # the script is written for a minute; --seconds stretches or shrinks it
     beats = list(SCRIPT)
+    written = 0
     with path.open("a", encoding="utf-8") as fh:
         while True:
             elapsed = time.monotonic() - began
@@ -295,10 +296,24 @@ def _write_live(path: Path, seconds: float, say: Callable[[str], None], daemon: 
                 events.extend(_background(now, rng))
             for ev in events:
                 fh.write(simulate.to_gin(ev) + "\n")
+            written += len(events)
             fh.flush()
-            time.sleep(0.25)
-    time.sleep(1.5)  # let the daemon read the last lines
+            time.sleep(0.25)  # the pace of the simulated traffic (not a synchronisation)
+    _wait_until_read(daemon, written)
     daemon.request_stop()
+
+
+def _wait_until_read(daemon: Any, lines: int, timeout: float = 15.0) -> None:
+    """Wait until the daemon has committed every line written (its `stored_lines` counter), or it
+    failed, or `timeout` seconds passed; wake it meanwhile so it need not wait for its next poll."""
+    deadline = time.monotonic() + timeout
+    while daemon.stored_lines < lines and daemon.fatal is None and time.monotonic() < deadline:
+        daemon.wake()
+        time.sleep(0.05)
+    if daemon.stored_lines < lines:
+        log.warning(
+            "the daemon read %d of the %d demo lines before the demo ended", daemon.stored_lines, lines
+        )
 
 
 def _summary(store: Any, settings: config_mod.Settings, now: datetime) -> str:

@@ -13,11 +13,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 def require(what: str, found: object) -> None:
@@ -28,6 +31,19 @@ def require(what: str, found: object) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy (returned) or `timeout` seconds pass (an
+    AssertionError naming `what`): tests wait on an observable state, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not after {timeout:.0f}s: {what}")
+        time.sleep(every)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -94,9 +110,17 @@ def postgres() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         **as_user,  # type: ignore[call-overload]
     )
+
+    def accepts_queries() -> bool:  # listening is not yet ready: it may still be starting up
+        ready = subprocess.run(
+            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
+            check=False,
+        )
+        return ready.returncode == 0
+
     try:
         wait_port("127.0.0.1", port)
-        time.sleep(0.3)
+        wait_until(accepts_queries, 30, f"PostgreSQL on 127.0.0.1:{port} accepts connections", every=0.1)
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         proc.terminate()
@@ -112,4 +136,5 @@ def nginx_binary() -> str | None:
 
 
 def chromium_binary() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    return next((path for path in map(shutil.which, names) if path), None)

@@ -14,7 +14,9 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 def commands() -> list[str]:
     names = []
-    for name, command in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):  # the group is lazy: get_command loads each one
+        command = cli.get_command(ctx, name)
         if isinstance(command, click.Group):
             names.extend(f"{name} {sub}" for sub in command.commands)
         else:

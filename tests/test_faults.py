@@ -45,8 +45,8 @@ def _read_only(path: Path) -> Iterator[None]:
         path.chmod(0o644)
         return
     services.require("chattr (e2fsprogs)", shutil.which("chattr"))
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("this file system has no immutable attribute")
+    immutable = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    services.require("a file system with the immutable attribute (chattr +i) for the test's files", immutable)
     try:
         yield
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import services
 from tests.conftest import CliRunner, assert_no_traceback, isolated_env, write_config
 
 LINES = [
@@ -158,8 +159,8 @@ def _without_root_powers(cmd: list[str], env: dict[str, str], cwd: Path) -> subp
     """Run cmd so that file permissions apply: as root, drop the capabilities that bypass them."""
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without util-linux setpriv: permissions cannot be tested")
+        services.require("setpriv (util-linux), to test file permissions as root", setpriv)
+        assert setpriv is not None
         cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
 

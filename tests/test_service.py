@@ -15,6 +15,7 @@ from pathlib import Path
 
 from monitor.systemd import Notifier
 from tests.conftest import isolated_env
+from tests.services import wait_until
 
 LINE = '10.0.0.{a} - - [{t} +0000] "POST /api/chat?n={n} HTTP/1.1" 200 {b} "-" "ua/{a}"\n'
 
@@ -82,11 +83,12 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path: Path) -> None:
                 continue
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
-        sock.settimeout(1.0)
+        # The daemon has exited: every datagram it sent is already queued. Drain without waiting.
+        sock.setblocking(False)
         try:
             while True:
                 messages.append(sock.recv(4096).decode())
-        except TimeoutError:
+        except BlockingIOError:
             pass
     finally:
         if proc.poll() is None:
@@ -115,18 +117,19 @@ def test_prometheus_metrics_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     cfg.write_text(cfg.read_text() + f'metrics_address = "127.0.0.1:{port}"\n')
     proc = start(tmp_path, cfg)
+    text = ""
+
+    def scraped_all() -> bool:
+        nonlocal text
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return (
+            'ollama_monitor_requests_stored_total{source="nginx"} 500.0' in text
+            and "ollama_monitor_sources 1.0" in text
+        )
+
     try:
         wait_port("127.0.0.1", port, timeout=30)
-        deadline = time.monotonic() + 30
-        text = ""
-        while time.monotonic() < deadline:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            if (
-                'ollama_monitor_requests_stored_total{source="nginx"} 500.0' in text
-                and "ollama_monitor_sources 1.0" in text
-            ):
-                break
-            time.sleep(0.5)
+        wait_until(scraped_all, 30, "the metrics show 500 stored requests and 1 source", every=0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -169,15 +172,14 @@ def test_sigterm_mid_ingest_loses_nothing_and_status_reports(tmp_path: Path) -> 
     cfg = config(tmp_path, log)
     db = tmp_path / "monitor.db"
     proc = start(tmp_path, cfg)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until it is part-way through
-        if db.exists():
-            try:
-                if 0 < count(db) < total:
-                    break
-            except sqlite3.Error:
-                pass
-        time.sleep(0.05)
+
+    def part_way() -> bool:
+        try:
+            return db.exists() and 0 < count(db) < total
+        except sqlite3.Error:  # the schema is still being created
+            return False
+
+    wait_until(part_way, 30, "the daemon has stored some but not all lines", every=0.02)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
@@ -199,11 +201,14 @@ def test_sigterm_mid_ingest_loses_nothing_and_status_reports(tmp_path: Path) -> 
     assert data["sources"][0]["lines_total"] == part and data["database"]["requests"] == part
 
     proc = start(tmp_path, cfg)  # resumes from the checkpoint
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count(db) < total:
-            time.sleep(0.2)
-        time.sleep(1.0)
+    running: subprocess.CompletedProcess[str] | None = None
+
+    def caught_up_and_running() -> bool:
+        # The state `status` reports, polled: the rows, the checkpoint and the heartbeat land at
+        # different moments, so the test waits for all three rather than for a fixed time.
+        nonlocal running
+        if count(db) < total:
+            return False
         running = subprocess.run(
             [sys.executable, "-m", "monitor", "--config", str(cfg), "status", "--json"],
             env=isolated_env(tmp_path),
@@ -211,12 +216,20 @@ def test_sigterm_mid_ingest_loses_nothing_and_status_reports(tmp_path: Path) -> 
             capture_output=True,
             text=True,
         )
+        if running.returncode != 0:
+            return False
+        source = json.loads(running.stdout)["sources"][0]
+        return bool(source["lag_bytes"] == 0 and source["position"] == log.stat().st_size)
+
+    try:
+        wait_until(caught_up_and_running, 60, "the restarted daemon caught up, `status` says so", 0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     assert count(db) == total
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(DISTINCT path) FROM requests").fetchone()[0] == total
+    assert running is not None
     info = json.loads(running.stdout)
     assert running.returncode == 0 and info["daemon"]["state"] == "running"
     assert info["sources"][0]["lag_bytes"] == 0 and info["sources"][0]["position"] == log.stat().st_size

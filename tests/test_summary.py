@@ -70,9 +70,50 @@ def test_golden(week_summary: summary.Summary, fmt: str, suffix: str) -> None:
     )
 
 
-def test_rendering_is_deterministic(week_summary: summary.Summary) -> None:
-    for fmt in ("text", "markdown", "html", "json"):
-        assert render(week_summary, fmt) == render(week_summary, fmt)
+RENDER_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from monitor import summary
+from monitor.store import Store
+from monitor.summary_render import render
+from tests.test_summary_week import NOW, UNTIL, WEEK, settings_for
+
+url, model_dir = sys.argv[1:]
+with Store.open(url) as store:
+    data = summary.build(store, settings_for(url, Path(model_dir)), WEEK, UNTIL, now=NOW)
+print(json.dumps({fmt: render(data, fmt) for fmt in ("text", "markdown", "html", "json")}))
+"""
+
+
+def test_rendering_is_the_same_in_separate_processes(
+    summary_week: Week, week_summary: summary.Summary, tmp_path: Path
+) -> None:
+    """Build and render the week in two fresh interpreters with different string-hash seeds (so set
+    and dict orders that depend on hashing differ) and in this one: every format, HTML included
+    (which has no golden file), is byte-identical."""
+    renders = []
+    for seed in ("1", "2"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                RENDER_IN_A_FRESH_PROCESS,
+                summary_week.db_url,
+                str(summary_week.model_dir),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=isolated_env(tmp_path, PYTHONHASHSEED=seed),
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        renders.append(json.loads(proc.stdout))
+    here = {fmt: render(week_summary, fmt) for fmt in ("text", "markdown", "html", "json")}
+    for fmt, text in here.items():
+        assert renders[0][fmt] == renders[1][fmt], f"{fmt} differs between two processes"
+        assert renders[0][fmt] == text, f"{fmt} differs between a fresh process and this one"
 
 
 def test_figures_match_an_independent_count(

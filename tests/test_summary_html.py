@@ -24,9 +24,8 @@ from monitor import summary
 from monitor.store import Store
 from monitor.summary_html import CATEGORY_COLOURS, STATUS_COLOURS
 from monitor.summary_render import render
+from tests import services
 from tests.test_summary_week import NOW, UNTIL, WEEK, Week, build_week
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +34,10 @@ def summary_week(tmp_path_factory: pytest.TempPathFactory) -> Week:
 
 
 def find_browser() -> str:
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("Chromium is required on CI (apt-get install chromium) but was not found")
-    pytest.skip("Chromium is not installed (apt-get install chromium)")
+    path = services.chromium_binary()
+    services.require("Chromium (apt-get install chromium)", path)
+    assert path is not None
+    return path
 
 
 def screenshot(browser: str, page: Path, out: Path, profile: Path, size: str = "1200,2000") -> str:

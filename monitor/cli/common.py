@@ -11,13 +11,15 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
-from monitor import config as config_mod
 from monitor.errors import ConfigError, MonitorError, SourceError, database_error
+
+if TYPE_CHECKING:  # pydantic: imported when a command first reads the settings, not by `--help`
+    from monitor.config import Settings
 
 T = TypeVar("T")
 
@@ -29,12 +31,14 @@ class Env:
     config_path: str | None = None
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
-    _settings: config_mod.Settings | None = None
+    _settings: Settings | None = None
     origin: str = ""
 
     @property
-    def settings(self) -> config_mod.Settings:
+    def settings(self) -> Settings:
         if self._settings is None:
+            from monitor import config as config_mod
+
             self._settings, self.origin = config_mod.load(self.config_path)
         return self._settings
 
