@@ -2,7 +2,7 @@
 
 `Detector` follows scikit-learn's estimator contract: `__init__` only stores its keyword parameters,
 `fit(X) -> self` learns, learned state ends in `_`, `random_state` is stored raw. Facts that shape it
-(FIELD_NOTES): count features are log1p-transformed (scaling changes nothing, log1p a lot); the
+(measured, see ARCHITECTURE.md): count features are log1p-transformed (scaling changes nothing, log1p a lot); the
 threshold is the `threshold_quantile` of the training scores rather than contamination="auto"; the
 forest's scores saturate beyond the training range, so per-feature guards flag any feature above
 `guard_factor` x its training p99 even when the score does not move; and a window is only called

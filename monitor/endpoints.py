@@ -1,8 +1,8 @@
 """The endpoint taxonomy, in one place: which Ollama (and OpenAI/Anthropic-compatible) calls are
 inference, enumeration, management, account/cloud, and what is something else (a probe).
 
-Used by the rules, the features and the summary. Sources: Ollama's route table (server/routes.go) as
-described in FIELD_NOTES.md.
+Used by the rules, the features and the summary. Source: Ollama's route table
+(server/routes.go), summarised in ARCHITECTURE.md.
 """
 
 from __future__ import annotations
