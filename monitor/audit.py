@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor import audit_remedies as fix
+from monitor.audit_findings import SCHEMA_VERSION, Finding, Report
 from monitor.audit_host import (
     Exposure,
     HostProbe,
@@ -37,65 +38,10 @@ from monitor.config import Settings
 from monitor.records import Severity
 
 DEFAULT_PORT = 11434
-SCHEMA_VERSION = 1
 # Display order within a severity: the sockets are the ground truth, then what configures them.
 CATEGORIES = ("socket", "config", "docker", "systemd", "process", "proxy", "firewall", "logs")
 
-__all__ = ["DEFAULT_PORT", "Finding", "HostProbe", "Report", "run_audit"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing the audit found. `id` is `category.name` (e.g. `socket.listen-all`)."""
-
-    id: str
-    severity: Severity
-    title: str
-    evidence: tuple[str, ...] = ()
-    remediation: str = ""
-
-    @property
-    def category(self) -> str:
-        return self.id.split(".", 1)[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "category": self.category,
-            "severity": self.severity.value,
-            "title": self.title,
-            "evidence": list(self.evidence),
-            "remediation": self.remediation,
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    host: str
-    ports: tuple[int, ...]
-    generated_at: datetime
-    since: datetime
-    findings: tuple[Finding, ...]
-
-    def counts(self) -> dict[str, int]:
-        return {s.value: sum(f.severity is s for f in self.findings) for s in Severity}
-
-    @property
-    def exit_status(self) -> int:
-        """0: nothing above info; 1: warnings; 2: anything critical."""
-        return max((f.severity.rank for f in self.findings), default=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "host": self.host,
-            "generated_at": self.generated_at.isoformat(),
-            "since": self.since.isoformat(),
-            "ports": list(self.ports),
-            "exit_status": self.exit_status,
-            "counts": self.counts(),
-            "findings": [f.to_dict() for f in self.findings],
-        }
+__all__ = ["DEFAULT_PORT", "SCHEMA_VERSION", "Finding", "HostProbe", "Report", "run_audit"]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor import audit_remedies as fix
-from monitor.audit import Finding
+from monitor.audit_findings import Finding
 from monitor.audit_host import Exposure, exposure_of
 from monitor.audit_proxy import ProxySite
 from monitor.config import Settings

@@ -12,8 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from monitor.sanitize import neutralise
-from monitor.summary_data import CATEGORIES, STATUSES, Summary
-from monitor.summary_render import (
+from monitor.summary_cells import (
     SOURCE_COLUMNS,
     TOP_SOURCES,
     WEEKDAYS,
@@ -29,6 +28,7 @@ from monitor.summary_render import (
     totals_rows,
     usage_cells,
 )
+from monitor.summary_data import CATEGORIES, STATUSES, Summary
 
 STATUS_COLOURS = {"admin": "#7b3fb8", "known": "#2f6fd6", "approved": "#1f9d6b", "unknown": "#d9412b"}
 CATEGORY_COLOURS = {

@@ -6,8 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from monitor.sanitize import neutralise
-from monitor.summary_data import STATUSES, Summary
-from monitor.summary_render import (
+from monitor.summary_cells import (
     SOURCE_COLUMNS,
     TOP_SOURCES,
     count,
@@ -21,6 +20,7 @@ from monitor.summary_render import (
     totals_rows,
     usage_cells,
 )
+from monitor.summary_data import STATUSES, Summary
 
 # --- Markdown ---------------------------------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ from monitor.config import AlertSettings
 from monitor.errors import AlertError
 from monitor.records import Severity
 from monitor.sanitize import cap, safe_text
+from monitor.summary_cells import change, count, percent, stamp
 from monitor.summary_data import Summary
 from monitor.summary_html import render_html
-from monitor.summary_render import change, count, percent, stamp
 from monitor.targets import Target, load_targets, route
 
 CHAT_LIMIT = 1900

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from monitor.parsers import ParseContext, register
 from monitor.parsers.common import (
     any_time,
     client_and_peer,
@@ -29,6 +28,7 @@ from monitor.parsers.common import (
     peer_address,
     split_host_port,
 )
+from monitor.parsers.context import Format, ParseContext
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
@@ -149,4 +149,4 @@ def sniff(line: str) -> bool:
     return '"logger"' in text or '"handled request"' in text if _KEY.search(text) else False
 
 
-register("caddy", parse, sniff, "Caddy v2 JSON access log (2.4 to 2.8+)")
+FORMATS = (Format("caddy", parse, sniff, "Caddy v2 JSON access log (2.4 to 2.8+)"),)

@@ -34,7 +34,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.parsers import ParseContext, canonical_ip, register, resolve_client
 from monitor.parsers.common import (
     SYSLOG,
     any_time,
@@ -51,6 +50,8 @@ from monitor.parsers.common import (
     text_or_none,
     unescape,
 )
+from monitor.parsers.context import Format, ParseContext, canonical_ip
+from monitor.parsers.forwarded import resolve_client
 from monitor.records import ParseResult, Reject, Request, Skip
 
 # Build Requests without the NamedTuple's Python-level __new__: the hot path saves ~0.2 us a line.
@@ -326,10 +327,12 @@ def parse_apache(line: str, ctx: ParseContext) -> ParseResult:
     return parse_clf(line, ctx)
 
 
-register(
-    "nginx",
-    parse_clf,
-    sniff_nginx,
-    "nginx access log: combined/common (+ vhost, extras, syslog) or escape=json",
+FORMATS = (
+    Format(
+        "nginx",
+        parse_clf,
+        sniff_nginx,
+        "nginx access log: combined/common (+ vhost, extras, syslog) or escape=json",
+    ),
+    Format("apache", parse_apache, sniff_apache, "Apache access log: common, combined, vhost_combined"),
 )
-register("apache", parse_apache, sniff_apache, "Apache access log: common, combined, vhost_combined")

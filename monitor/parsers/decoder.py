@@ -22,9 +22,9 @@ Never raises for any input text.
 
 from __future__ import annotations
 
-from monitor import parsers
-from monitor.parsers import ParseContext, ParseFn
+from monitor.parsers import registry
 from monitor.parsers import wrappers as wr
+from monitor.parsers.context import ParseContext, ParseFn
 from monitor.records import ParseResult, Reject, Request, Skip
 
 MAX_JOINED = 8 * 1024 * 1024
@@ -47,7 +47,7 @@ class LineDecoder:
         self.ctx = ctx or ParseContext()
         self.auto = fmt == "auto"
         self.detected: str | None = None if self.auto else fmt
-        self._parse: ParseFn | None = None if self.auto else parsers.get(fmt).parse
+        self._parse: ParseFn | None = None if self.auto else registry.get(fmt).parse
         self.wrapper: str | None = None
         self.envelope: wr.Peeled | None = None
         self._held: dict[str, list[str]] = {}
@@ -129,11 +129,11 @@ class LineDecoder:
     def _parse_text(self, text: str) -> ParseResult:
         parse = self._parse
         if parse is None:
-            name = parsers.sniff(text)
+            name = registry.sniff(text)
             if name is None:
                 return _UNDETECTED
             self._use(name)
-            parse = parsers.get(name).parse
+            parse = registry.get(name).parse
         result = parse(text, self.ctx)
         if result.__class__ is Request or not self.auto:
             return result
@@ -141,10 +141,10 @@ class LineDecoder:
 
     def _other_format(self, text: str, result: ParseResult) -> ParseResult:
         """In auto: when the current format did not read a request, try the format the line sniffs as."""
-        name = parsers.sniff(text)
+        name = registry.sniff(text)
         if name is None or name == self.detected:
             return result
-        other = parsers.get(name).parse(text, self.ctx)
+        other = registry.get(name).parse(text, self.ctx)
         if other.__class__ is Request:
             self._use(name)
             return other
@@ -174,7 +174,7 @@ class LineDecoder:
     def _use(self, name: str) -> None:
         self.detected = name
         self._found_inside = name in _FOUND_INSIDE
-        self._parse = parsers.get(name).parse
+        self._parse = registry.get(name).parse
         self._fast = self._parse if self.wrapper == wr.PLAIN else None
 
     def _set_wrapper(self, kind: str) -> None:

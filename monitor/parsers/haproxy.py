@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from monitor.parsers import ParseContext, canonical_ip, register
 from monitor.parsers.common import (
     LOCAL_PEER,
     MONTHS,
@@ -38,6 +37,7 @@ from monitor.parsers.common import (
     peer_address,
     split_request,
 )
+from monitor.parsers.context import Format, ParseContext, canonical_ip
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _HEAD = r"(\S+):(\d{1,5}) \[(\d\d/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\] "
@@ -157,4 +157,4 @@ def sniff(line: str) -> bool:
         return False
 
 
-register("haproxy", parse, sniff, "HAProxy `option httplog` (with or without a syslog header)")
+FORMATS = (Format("haproxy", parse, sniff, "HAProxy `option httplog` (with or without a syslog header)"),)

@@ -36,7 +36,7 @@ import math
 import re
 from datetime import UTC, datetime, tzinfo
 
-from monitor.parsers import ParseContext, canonical_ip, register
+from monitor.parsers.context import Format, ParseContext, canonical_ip
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _NOT_REQUEST = Skip("not a gin access line")
@@ -222,4 +222,4 @@ def _unescape(m: re.Match[str]) -> str:
     return _SIMPLE.get(char, "\\" + char)
 
 
-register("ollama", parse, sniff, "Ollama's Gin access log (journald, server.log, Docker)")
+FORMATS = (Format("ollama", parse, sniff, "Ollama's Gin access log (journald, server.log, Docker)"),)

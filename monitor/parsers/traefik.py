@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 
-from monitor.parsers import ParseContext, register
 from monitor.parsers.common import (
     any_time,
     clf_time,
@@ -40,6 +39,7 @@ from monitor.parsers.common import (
     split_request,
     text_or_none,
 )
+from monitor.parsers.context import Format, ParseContext
 from monitor.records import ParseResult, Reject, Request, Skip
 
 _Q = r'[^"\\]*(?:\\.[^"\\]*)*'
@@ -180,4 +180,4 @@ def sniff(line: str) -> bool:
         return False
 
 
-register("traefik", parse, sniff, "Traefik access log: JSON (v1-v3) or the common text format")
+FORMATS = (Format("traefik", parse, sniff, "Traefik access log: JSON (v1-v3) or the common text format"),)
