@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from monitor.alerts.delivery import Outbox  # noqa: E402
 from monitor.config import AlertSettings  # noqa: E402
-from monitor.delivery import Outbox  # noqa: E402
-from monitor.records import Notification, Severity  # noqa: E402
+from monitor.core.records import Notification, Severity  # noqa: E402
 from monitor.store import Store  # noqa: E402
 from tests.slow_receivers import DripReceiver, SlowHttpReceiver  # noqa: E402
 

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.config import SourceSettings, validate  # noqa: E402
-from monitor.daemon import Daemon  # noqa: E402
-from monitor.records import Request  # noqa: E402
+from monitor.core.records import Request  # noqa: E402
+from monitor.service.daemon import Daemon  # noqa: E402
 from monitor.store import Store  # noqa: E402
 
 # Recent times: the daemon prunes requests older than [retention] requests_days.

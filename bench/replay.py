@@ -1,6 +1,6 @@
 """Benchmark: `replay` of three simulated weeks (~120k Gin lines, every scenario) vs plain ingest.
 
-Generates the log with monitor.simulate (seeded), then times, in the same run:
+Generates the log with monitor.service.simulate (seeded), then times, in the same run:
 1. the baseline: `ingest_file` of the log into a fresh SQLite store (read, parse, store), and
 2. `run_replay` of the same log (the same ingest, then the whole pipeline: rules on every batch,
    features and scores for every closed window, daily retraining, the dispatcher).
@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor import simulate  # noqa: E402
 from monitor.cli.detect import run_replay  # noqa: E402
 from monitor.config import Settings  # noqa: E402
-from monitor.ingest import ingest_file  # noqa: E402
+from monitor.ingest.backfill import ingest_file  # noqa: E402
+from monitor.service import simulate  # noqa: E402
 from monitor.store import Store  # noqa: E402
 
 

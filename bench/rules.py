@@ -38,9 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import KnownSettings, RuleSettings  # noqa: E402
-from monitor.known import KnownSources  # noqa: E402
-from monitor.records import Request  # noqa: E402
-from monitor.rules import RulesEngine  # noqa: E402
+from monitor.core.records import Request  # noqa: E402
+from monitor.detect.known import KnownSources  # noqa: E402
+from monitor.detect.rules import RulesEngine  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 BATCH = 500

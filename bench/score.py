@@ -1,6 +1,6 @@
 """Benchmark: scoring 10,000 windows with the detector vs raw IsolationForest.score_samples.
 
-Features come from three simulated weeks (monitor.simulate -> monitor.features); the detector is
+Features come from three simulated weeks (monitor.service.simulate -> monitor.detect.features); the detector is
 trained on them, then 10,000 windows (resampled, some inflated) are scored, in the same run, by:
 1. the baseline: `IsolationForest.score_samples` of the fitted forest on the transformed matrix;
 2. `Detector.score_samples` (the same numbers, from precomputed per-node path lengths);
@@ -23,8 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor import features, simulate  # noqa: E402
-from monitor.detector import Detector  # noqa: E402
+from monitor.detect import features  # noqa: E402
+from monitor.detect.model import Detector  # noqa: E402
+from monitor.service import simulate
 
 
 def timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -71,7 +72,7 @@ def main() -> None:
 
 
 def simulate_requests(events: list[simulate.Event]):  # type: ignore[no-untyped-def]
-    from monitor.records import Request
+    from monitor.core.records import Request
 
     return [
         Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms, e.bytes_sent, e.user_agent)

@@ -4,7 +4,7 @@ Generates N requests spread over one week (about 2,000 clients with a long tail,
 hundred scanner addresses, queries that make paths distinct) straight into a fresh SQLite store with
 `Store.add_batch`, then times
 1. the baseline: a bare `pandas.read_sql` of the same rows and columns (no parsing, no aggregation);
-2. `monitor.summary.build` for that week (read, parse timestamps, classify, aggregate, previous week,
+2. `monitor.reports.summary.build.build` for that week (read, parse timestamps, classify, aggregate, previous week,
    first-seen, alerts, model state), and
 3. rendering it as text, Markdown, HTML and JSON.
 
@@ -32,7 +32,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import Settings  # noqa: E402
-from monitor.records import Request  # noqa: E402
+from monitor.core.records import Request  # noqa: E402
 from monitor.store import Store  # noqa: E402
 
 START = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday
@@ -122,7 +122,8 @@ def main() -> None:
 
     import pandas as pd
 
-    from monitor import summary, summary_render
+    from monitor.reports.summary import build as summary
+    from monitor.reports.summary import render as summary_render
     from monitor.store import summary_queries
 
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-summary-"))

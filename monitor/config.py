@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from monitor.errors import ConfigError, ambiguous_userinfo, redact_alert_url, redact_database_url
+from monitor.core.errors import ConfigError, ambiguous_userinfo, redact_alert_url, redact_database_url
 
 FORMATS = ("auto", "ollama", "nginx", "apache", "caddy", "traefik", "haproxy")
 RULE_IDS = (

@@ -1,4 +1,4 @@
-"""monitor.alerts: the Dispatcher's noise control (severity, dedup, digests, rate limit) and its text."""
+"""monitor.alerts.dispatch: the Dispatcher's noise control (severity, dedup, digests, rate limit) and its text."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.alerts import MAX_DIGEST_SOURCES, Dispatcher, notification_for
+from monitor.alerts.dispatch import MAX_DIGEST_SOURCES, Dispatcher, notification_for
 from monitor.config import AlertSettings
-from monitor.records import Alert, Notification, Severity
+from monitor.core.records import Alert, Notification, Severity
 from monitor.store import Store
 from monitor.store import outbox_queries as q
 

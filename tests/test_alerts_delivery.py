@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.alerts import Dispatcher
+from monitor.alerts.delivery import Outbox, load_targets
+from monitor.alerts.dispatch import Dispatcher
 from monitor.cli import cli
 from monitor.config import AlertSettings
-from monitor.delivery import Outbox, load_targets
-from monitor.records import Alert, Severity
+from monitor.core.records import Alert, Severity
 from monitor.store import Store
 from monitor.store import outbox_queries as q
 from tests.receivers import HttpReceiver, SmtpReceiver
@@ -290,7 +290,7 @@ def test_failures_are_logged_by_service_name_never_by_url(
     outbox = fast_outbox(settings, store)
     d = Dispatcher(settings, store, outbox=outbox)
     d.submit([alert(1)], T0)
-    with caplog.at_level(logging.INFO, logger="monitor.alerts"):
+    with caplog.at_level(logging.INFO, logger="monitor.alerts.dispatch"):
         (attempt,) = outbox.deliver()
     assert not attempt.ok
     logged = "\n".join(r.getMessage() for r in caplog.records)
@@ -301,7 +301,7 @@ def test_failures_are_logged_by_service_name_never_by_url(
 
 
 def test_bad_url_is_reported_without_the_url() -> None:
-    from monitor.errors import AlertError
+    from monitor.core.errors import AlertError
 
     with pytest.raises(AlertError) as err:
         load_targets(AlertSettings(urls=["nosuchservice://user:hunter2@host/x"]))

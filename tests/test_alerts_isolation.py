@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerts.delivery import Outbox
 from monitor.config import AlertSettings
-from monitor.delivery import Outbox
-from monitor.records import Notification, Severity
+from monitor.core.records import Notification, Severity
 from monitor.store import Store
 from monitor.store import outbox_queries as q
 from tests.receivers import HttpReceiver

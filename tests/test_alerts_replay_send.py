@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from monitor import simulate
+from monitor.service import simulate
 from tests.conftest import CliRunner, assert_no_traceback
 from tests.receivers import HttpReceiver
 

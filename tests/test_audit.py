@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from monitor.audit import HostProbe, run_audit
-from monitor.audit_host import (
+from monitor.cli import cli
+from monitor.config import Settings, validate
+from monitor.core.records import Request
+from monitor.reports.audit.host import (
     Exposure,
     exposure_of,
     parse_ollama_host,
@@ -31,10 +33,8 @@ from monitor.audit_host import (
     read_sockets,
     socket_owners,
 )
-from monitor.audit_proxy import _caddy_blocks, caddy_sites, nginx_sites
-from monitor.cli import cli
-from monitor.config import Settings, validate
-from monitor.records import Request
+from monitor.reports.audit.proxy import _caddy_blocks, caddy_sites, nginx_sites
+from monitor.reports.audit.report import HostProbe, run_audit
 from monitor.store import Store
 from monitor.store import audit_queries as q
 from tests import services

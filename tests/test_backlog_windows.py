@@ -12,10 +12,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor import simulate
 from monitor.config import validate
-from monitor.daemon import Daemon
-from monitor.daemon_jobs import Jobs
+from monitor.service import simulate
+from monitor.service.daemon import Daemon
+from monitor.service.jobs import Jobs
 from monitor.store import Store
 from tests.conftest import CliRunner
 

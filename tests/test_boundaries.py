@@ -1,9 +1,11 @@
-"""Keep the architecture's boundaries true by walking every module's imports with `ast`.
+"""Keep each heavy library inside its stage, by walking every module's imports with `ast`.
 
-- records and errors import nothing of ours; config imports only those.
-- Heavy libraries stay in their stage: SQLAlchemy in monitor.store, watchdog in monitor.sources,
-  scikit-learn in monitor.detector, apprise in monitor.targets (the one owner of alert services), pandas in features/summary/detector.
-- Nothing imports monitor.daemon or monitor.cli except the CLI itself.
+- `monitor.core` imports nothing of ours; `monitor.config` imports only `monitor.core`.
+- SQLAlchemy only in monitor.store, watchdog in monitor.sources, scikit-learn in monitor.detect.model,
+  apprise in monitor.alerts.targets (the one owner of alert services), pandas in monitor.detect and
+  the summary.
+
+The layers, cycles and module sizes are kept by tests/test_layers.py.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
 HEAVY = {
     "sqlalchemy": ("monitor.store",),
     "watchdog": ("monitor.sources",),
-    "sklearn": ("monitor.detector",),
-    "joblib": ("monitor.detector",),
-    "apprise": ("monitor.targets",),
-    "pandas": ("monitor.features", "monitor.summary", "monitor.detector", "monitor.pipeline"),
+    "sklearn": ("monitor.detect.model",),
+    "joblib": ("monitor.detect.model",),
+    "apprise": ("monitor.alerts.targets",),
+    "pandas": ("monitor.detect", "monitor.reports.summary"),
 }
 
 
@@ -41,15 +43,12 @@ def modules() -> dict[str, set[str]]:
 
 def test_leaf_modules_import_nothing_of_ours() -> None:
     mods = modules()
-    for leaf in ("monitor.records", "monitor.errors"):
-        ours = {i for i in mods[leaf] if i.startswith("monitor")}
-        assert not ours, f"{leaf} imports {ours}"
-    ours = {
-        i.rsplit(".", 1)[0] if i.count(".") > 1 else i
-        for i in mods["monitor.config"]
-        if i.startswith("monitor")
-    }
-    assert ours <= {"monitor.errors", "monitor.records", "monitor"}, ours
+    for name, imports in mods.items():
+        if name.startswith("monitor.core"):
+            ours = {i for i in imports if i.startswith("monitor") and not i.startswith("monitor.core")}
+            assert not ours, f"{name} imports {ours}"
+    ours = {i for i in mods["monitor.config"] if i.startswith("monitor")}
+    assert all(i.startswith("monitor.core") for i in ours), ours
 
 
 def test_heavy_libraries_stay_in_their_stage() -> None:
@@ -57,11 +56,3 @@ def test_heavy_libraries_stay_in_their_stage() -> None:
         for lib, allowed in HEAVY.items():
             if any(i == lib or i.startswith(lib + ".") for i in imports):
                 assert module.startswith(allowed), f"{module} imports {lib}; only {allowed} may"
-
-
-def test_nothing_imports_the_daemon_or_cli() -> None:
-    for module, imports in modules().items():
-        if module.startswith(("monitor.cli", "monitor.daemon")) or module == "monitor.__main__":
-            continue
-        bad = {i for i in imports if i.startswith(("monitor.cli", "monitor.daemon"))}
-        assert not bad, f"{module} imports {bad}"

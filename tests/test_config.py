@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor import config
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 from tests.conftest import CliRunner, assert_no_traceback, isolated_env
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "monitor.example.toml"

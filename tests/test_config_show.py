@@ -11,7 +11,7 @@ import pytest
 
 from monitor import config
 from monitor.cli.config_cmd import to_toml
-from monitor.errors import ConfigError, StoreError
+from monitor.core.errors import ConfigError, StoreError
 from tests.conftest import CliRunner, assert_no_traceback, isolated_env
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "monitor.example.toml"
@@ -285,7 +285,7 @@ def test_deeply_nested_toml_is_a_config_error(cli: CliRunner, tmp_path: Path) ->
 def test_docker_key_is_accepted_and_docker_records_are_read_without_it(tmp_path: Path) -> None:
     """Issue 12.8: `docker` never reached the decoder (a signature check that was never true). Docker
     json-file records are recognised on every line, so the key is kept only for old files."""
-    from monitor.records import Request
+    from monitor.core.records import Request
     from monitor.sources.base import default_decoder
 
     line = json.dumps(
@@ -316,8 +316,8 @@ def test_unit_sets_no_environment_nobody_reads() -> None:
 
 
 def _history(db: Path) -> None:
-    from monitor import simulate
-    from monitor.records import Request
+    from monitor.core.records import Request
+    from monitor.service import simulate
     from monitor.store import Store
 
     t0 = datetime(2026, 3, 2, tzinfo=UTC)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor import parsers
+from monitor.core.records import Reject, Request, Skip
 from monitor.parsers import ParseContext
 from monitor.parsers import wrappers as wr
 from monitor.parsers.decoder import MAX_JOINED, LineDecoder
-from monitor.records import Reject, Request, Skip
 
 GIN = '[GIN] 2025/01/28 - 05:05:46 | 200 |    1.3560275s |      172.17.0.1 | POST     "/api/pull"'
 NGINX = '1.2.3.4 - - [04/Jan/2020:08:41:43 +0000] "GET /api/tags HTTP/1.1" 200 550 "-" "curl/8.5.0"'

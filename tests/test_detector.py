@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import detector as dm
 from monitor.config import Settings
-from monitor.errors import ModelError
-from monitor.features import FEATURE_NAMES
-from monitor.known import KnownSources
-from monitor.pipeline import Pipeline, make_dispatcher
+from monitor.core.errors import ModelError
+from monitor.detect import model as dm
+from monitor.detect.features import FEATURE_NAMES
+from monitor.detect.known import KnownSources
+from monitor.detect.pipeline import Pipeline, make_dispatcher
 from monitor.store import Store
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -142,7 +142,7 @@ def test_version_mismatch_warns(
     meta = json.loads(meta_path.read_text())
     meta["versions"]["scikit-learn"] = "0.1"
     meta_path.write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING, logger="monitor.detector"):
+    with caplog.at_level(logging.WARNING, logger="monitor.detect.model"):
         _model, loaded = dm.load(tmp_path)
     assert any("scikit-learn 0.1" in w for w in loaded["warnings"])
     assert "scikit-learn 0.1" in caplog.text
@@ -159,7 +159,7 @@ def test_pipeline_falls_back_to_rules_only_on_a_corrupt_model(
     )
     store = Store.open(settings.database.url)
     try:
-        with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+        with caplog.at_level(logging.WARNING, logger="monitor.detect.pipeline"):
             pipe = Pipeline(settings, store, make_dispatcher(settings, None), KnownSources(settings.known))
         assert pipe.detector is None
         assert pipe.status["detector"] == "rules-only" and "checksum" in pipe.status["reason"]
@@ -178,8 +178,8 @@ def test_due() -> None:
 
 
 def test_train_and_score_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    from monitor import simulate
-    from monitor.records import Request
+    from monitor.core.records import Request
+    from monitor.service import simulate
     from tests.conftest import assert_no_traceback
 
     db, models = tmp_path / "m.db", tmp_path / "models"
@@ -237,8 +237,8 @@ def test_train_and_score_commands(tmp_path: Path, cli) -> None:  # type: ignore[
 
 
 def test_pipeline_alerts_fresh_anomalies_and_only_records_stale_ones(tmp_path: Path) -> None:
-    from monitor import simulate
-    from monitor.records import Request
+    from monitor.core.records import Request
+    from monitor.service import simulate
     from monitor.store import detect_queries as q
 
     events = simulate.simulate(

@@ -232,7 +232,7 @@ def test_second_daemon_on_one_database_is_refused(cli: CliRunner, tmp_path: Path
 
 @pytest.mark.service
 def test_second_daemon_on_one_postgresql_database_is_refused(tmp_path: Path) -> None:
-    from monitor.errors import StoreError
+    from monitor.core.errors import StoreError
     from monitor.store import Store
     from monitor.store.engine import DaemonLock
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import features as feat
-from monitor.records import Request
+from monitor.core.records import Request
+from monitor.detect import features as feat
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

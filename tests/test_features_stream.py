@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from monitor import features as feat
-from monitor import simulate
-from monitor.features_stream import WindowAccumulator
-from monitor.pipeline import floor_time
-from monitor.records import Request
+from monitor.core.records import Request
+from monitor.detect import features as feat
+from monitor.detect.features_stream import WindowAccumulator
+from monitor.detect.pipeline import floor_time
+from monitor.service import simulate
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import SourceSettings
-from monitor.records import Request
+from monitor.core.records import Request
 from monitor.sources.base import commit
 from monitor.sources.files import FileFollower, is_sibling
 from monitor.sources.lines import MAX_LINE_BYTES, PlainFile, read_lines
@@ -272,7 +272,7 @@ def test_docker_split_record_never_checkpoints_between_its_parts(tmp_path: Path,
 
 
 def test_fingerprint_agrees_with_whole_file_ingest(tmp_path: Path, store: Store) -> None:
-    from monitor import ingest
+    from monitor.ingest import backfill as ingest
 
     log = tmp_path / "access.log"
     append(log, nginx("/x"), nginx("/y"))

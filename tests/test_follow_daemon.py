@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.config import Settings, SourceSettings, validate
-from monitor.daemon import Daemon
-from monitor.records import Request
+from monitor.core.records import Request
+from monitor.service.daemon import Daemon
 from monitor.sources.watch import DirectoryWatcher
 from monitor.store import Store
 from tests.conftest import isolated_env

@@ -144,7 +144,7 @@ def test_a_fifo_at_the_path_is_refused_without_blocking(
 def test_a_fifo_source_does_not_stop_the_others(tmp_path: Path) -> None:
     """Issue 13.12, in the daemon: the other sources keep going while one path is a FIFO."""
     from monitor.config import validate
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
     from tests.test_follow_daemon import nginx
 
     fifo, good = tmp_path / "fifo.log", tmp_path / "good.log"
@@ -279,7 +279,7 @@ def test_a_checkpoint_of_version_0_1_is_carried_over_once(tmp_path: Path, store:
     """Existing databases: version 0.1 keyed a file with a short first line by that line alone. Its
     checkpoint is found through the old fingerprint and carried over, once: a later file that starts
     with the same short line is not taken for it (issue 13.10)."""
-    from monitor.records import Checkpoint
+    from monitor.core.records import Checkpoint
     from monitor.sources.lines import fingerprint_of
 
     log = tmp_path / "access.log"

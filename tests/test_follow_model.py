@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from monitor.config import SourceSettings
-from monitor.records import Request
+from monitor.core.records import Request
 from monitor.sources.base import commit
 from monitor.sources.files import FileFollower
 from monitor.sources.lines import decode_line, fingerprint_of, identity_prefix

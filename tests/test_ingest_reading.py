@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.ingest import ParseJob, open_log, read_batches
+from monitor.core.records import ParseResult
+from monitor.ingest.job import ParseJob, open_log, read_batches
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import ParseResult
 from tests.conftest import CliRunner, assert_no_traceback, write_config
 
 LINES = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.ingest import FileReport, ingest_file
+from monitor.ingest.backfill import FileReport, ingest_file
 from monitor.store import Store
 from tests.conftest import CliRunner, assert_no_traceback, isolated_env, write_config
 
@@ -135,7 +135,7 @@ def count(db: Path) -> tuple[int, int]:
 
 
 def workers_of(parent: int) -> list[int]:
-    """Live `monitor.ingest_worker` processes whose parent was `parent` (or that were orphaned)."""
+    """Live `monitor.ingest.worker` processes whose parent was `parent` (or that were orphaned)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -145,7 +145,7 @@ def workers_of(parent: int) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if b"monitor.ingest_worker" in cmdline and state[0] != "Z" and int(state[1]) in (parent, 1):
+        if b"monitor.ingest.worker" in cmdline and state[0] != "Z" and int(state[1]) in (parent, 1):
             found.append(int(entry.name))
     return found
 

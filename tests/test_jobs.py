@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor import config
-from monitor.daemon_jobs import Jobs
-from monitor.records import Notification, Request
+from monitor.core.records import Notification, Request
+from monitor.service.jobs import Jobs
 from monitor.store import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)

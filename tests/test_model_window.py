@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from monitor import config
-from monitor import detector as dm
-from monitor.features import FEATURE_NAMES
-from monitor.known import KnownSources
-from monitor.pipeline import Pipeline
+from monitor.detect import model as dm
+from monitor.detect.features import FEATURE_NAMES
+from monitor.detect.known import KnownSources
+from monitor.detect.pipeline import Pipeline
 from monitor.store import Store
 
 

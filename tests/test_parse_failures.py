@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from monitor import config, simulate
+from monitor import config
 from monitor.cli.detect import run_replay
 from monitor.config import KnownSettings, RuleSettings, Settings
-from monitor.daemon import Daemon
-from monitor.daemon_jobs import Jobs
-from monitor.ingest import check_file
-from monitor.known import KnownSources
-from monitor.records import Alert, Notification
-from monitor.rules import RulesEngine
-from monitor.rules.parse_failures import first_address
+from monitor.core.records import Alert, Notification
+from monitor.detect.known import KnownSources
+from monitor.detect.rules import RulesEngine
+from monitor.detect.rules.parse_failures import first_address
+from monitor.ingest.backfill import check_file
+from monitor.service import simulate
+from monitor.service.daemon import Daemon
+from monitor.service.jobs import Jobs
 from monitor.store import Store
 
 LOGS = Path(__file__).resolve().parent / "logs"
@@ -136,7 +137,7 @@ def replay(tmp_path: Path, log: Path, fmt: str) -> list[Notification]:
 
 
 def traffic(minutes: int) -> list[str]:
-    """nginx lines from a known client, one a minute (as monitor.simulate renders them)."""
+    """nginx lines from a known client, one a minute (as monitor.service.simulate renders them)."""
     events = [
         simulate.Event(T0 + timedelta(minutes=m), "127.0.0.1", "POST", "/api/chat", 200, 900.0, 300, "curl/8")
         for m in range(minutes)

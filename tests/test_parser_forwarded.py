@@ -13,11 +13,11 @@ import pytest
 
 from monitor import parsers
 from monitor.config import KnownSettings, RuleSettings
-from monitor.known import KnownSources
+from monitor.core.records import Request
+from monitor.detect.known import KnownSources
+from monitor.detect.rules import RulesEngine
 from monitor.parsers import ParseContext, resolve_client
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import Request
-from monitor.rules import RulesEngine
 
 PROXY = "127.0.0.20"
 CTX = ParseContext.build(trusted_proxies=[f"{PROXY}/32", "10.9.0.0/16"])

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from monitor import parsers
 from monitor.config import tzinfo_for
+from monitor.core.records import Reject, Request, Skip
 from monitor.parsers import ParseContext
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import Reject, Request, Skip
 
 LOGS = Path(__file__).parent / "logs"
 FORMATS = parsers.names()

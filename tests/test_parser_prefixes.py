@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.core.records import Reject, Request, Skip
 from monitor.parsers import wrappers as wr
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import Reject, Request, Skip
 from tests.conftest import CliRunner
 
 GIN = '[GIN] 2024/04/16 - 09:20:21 | 200 |      15.173µs |  192.168.70.194 | GET      "/"'

@@ -28,8 +28,8 @@ import pytest
 
 from monitor import parsers
 from monitor.config import tzinfo_for
+from monitor.core.records import Reject, Request, Skip
 from monitor.parsers.decoder import LineDecoder
-from monitor.records import Reject, Request, Skip
 
 LOGS = Path(__file__).parent / "logs"
 REQUIRED = {"ts", "client_ip", "method", "path", "status"}

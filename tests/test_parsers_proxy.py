@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor import parsers
+from monitor.core.records import Reject, Request, Skip
 from monitor.parsers import ParseContext
 from monitor.parsers import wrappers as wr
 from monitor.parsers.caddy import go_duration_ms
 from monitor.parsers.common import any_time, clf_time, inert, split_host_port, split_request, unescape
-from monitor.records import Reject, Request, Skip
 
 LOGS = Path(__file__).parent / "logs"
 FORMATS = ("nginx", "apache", "caddy", "traefik", "haproxy")

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor import config
-from monitor.known import KnownSources
-from monitor.pipeline import Pipeline, make_dispatcher
-from monitor.records import Request
+from monitor.core.records import Request
+from monitor.detect.known import KnownSources
+from monitor.detect.pipeline import Pipeline, make_dispatcher
 from monitor.store import Store
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor import simulate
 from monitor.cli.detect import run_replay
 from monitor.config import Settings
-from monitor.records import Notification
+from monitor.core.records import Notification
+from monitor.service import simulate
 from tests.conftest import CliRunner, assert_no_traceback
 
 START = simulate.DEFAULT_START

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.records import Checkpoint, Request
+from monitor.core.records import Checkpoint, Request
 from monitor.store import Store
 from monitor.store import audit_queries as aq
 from monitor.store import rollup_queries as rq

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.config import KnownSettings, RuleSettings
-from monitor.known import KnownSources
-from monitor.records import Alert, Request, Severity
-from monitor.rules import RulesEngine
+from monitor.core.records import Alert, Request, Severity
+from monitor.detect.known import KnownSources
+from monitor.detect.rules import RulesEngine
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 KNOWN = KnownSettings(

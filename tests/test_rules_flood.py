@@ -6,9 +6,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from monitor.config import KnownSettings, RuleSettings
-from monitor.known import KnownSources
-from monitor.records import Alert, Request
-from monitor.rules import WAVE_LISTED, RulesEngine
+from monitor.core.records import Alert, Request
+from monitor.detect.known import KnownSources
+from monitor.detect.rules import WAVE_LISTED, RulesEngine
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 KNOWN = KnownSettings(allow=["127.0.0.0/8", "10.0.0.0/8"])

@@ -1,4 +1,4 @@
-"""monitor.sanitize: attacker text made safe for chat, email and terminals."""
+"""monitor.core.sanitize: attacker text made safe for chat, email and terminals."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.sanitize import ELLIPSIS, clean, for_terminal, neutralise, safe_text
+from monitor.core.sanitize import ELLIPSIS, clean, for_terminal, neutralise, safe_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,7 +231,7 @@ def test_check_json_escapes_c1_controls(tmp_path: Path) -> None:
 
 
 def test_json_text_round_trips() -> None:
-    from monitor.sanitize import json_text
+    from monitor.core.sanitize import json_text
 
     data = {"p": "a\x85b\x9bc\u202ed\u2028é", "n": [1, None]}
     text = json_text(data)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import simulate
-from monitor.records import Request
+from monitor.core.records import Request
+from monitor.service import simulate
 from monitor.store import Store
 from tests.conftest import CliRunner, assert_no_traceback
 
@@ -125,8 +125,8 @@ def test_train_rebuild_windows_recomputes_windows_made_under_an_old_config(
 def test_windows_on_postgresql_match_sqlite(tmp_path: Path) -> None:
     """The same windows, states and training on the real PostgreSQL server as on SQLite."""
     from monitor.config import validate
-    from monitor.known import KnownSources
-    from monitor.pipeline import Pipeline, make_dispatcher
+    from monitor.detect.known import KnownSources
+    from monitor.detect.pipeline import Pipeline, make_dispatcher
     from monitor.store import detect_queries as q
     from tests import services
 

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.systemd import Notifier
+from monitor.service.systemd import Notifier
 from tests.conftest import isolated_env
 from tests.services import wait_until
 
@@ -141,7 +141,7 @@ def test_metrics_address_must_be_loopback() -> None:
     import pytest
 
     from monitor import config
-    from monitor.errors import ConfigError
+    from monitor.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
         config.validate({"daemon": {"metrics_address": "0.0.0.0:9464"}})

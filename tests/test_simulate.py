@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from monitor import parsers, simulate
-from monitor.known import KnownSources, Status
-from monitor.records import Request
+from monitor import parsers
+from monitor.core.records import Request
+from monitor.detect.known import KnownSources, Status
+from monitor.service import simulate
 
 
 def test_same_seed_same_events_and_another_seed_differs() -> None:

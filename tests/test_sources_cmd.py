@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.records import Request
+from monitor.core.records import Request
 from monitor.store import Store
 from tests.conftest import CliRunner, assert_no_traceback, write_config
 

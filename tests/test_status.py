@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitor import detector as dm
-from monitor.features import FEATURE_NAMES
+from monitor.detect import model as dm
+from monitor.detect.features import FEATURE_NAMES
 from monitor.store import Store
 from tests.conftest import isolated_env
 
@@ -71,7 +71,7 @@ def test_status_model_states_and_stuck_daemon(tmp_path: Path) -> None:
 
 def test_status_shows_rejects_per_source(tmp_path: Path) -> None:
     """Rejected lines of the last 24 hours, by reason, per source (real lines of another format)."""
-    from monitor.ingest import ingest_file
+    from monitor.ingest.backfill import ingest_file
     from tests.test_parse_failures import CADDY, write
 
     db = tmp_path / "monitor.db"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.errors import StoreError
-from monitor.records import Checkpoint, Request
+from monitor.core.errors import StoreError
+from monitor.core.records import Checkpoint, Request
 from monitor.store import Store
 from monitor.store.schema import SCHEMA_VERSION
 from tests import services

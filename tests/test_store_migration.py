@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, insert, text
 
-from monitor.records import Checkpoint, Request
+from monitor.core.records import Checkpoint, Request
 from monitor.store import Store, as_utc
 from monitor.store import audit_queries as aq
 from monitor.store.schema import SCHEMA_VERSION
@@ -219,7 +219,7 @@ def test_failed_migration_changes_nothing(tmp_path: Path) -> None:
         conn.execute(
             "CREATE TRIGGER lose BEFORE INSERT ON request_rows WHEN NEW.id % 2 = 0 BEGIN SELECT RAISE(IGNORE); END"
         )
-    from monitor.errors import StoreError
+    from monitor.core.errors import StoreError
 
     with pytest.raises(StoreError, match="copied"):
         Store.open(f"sqlite:///{db}")

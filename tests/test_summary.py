@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor import simulate, summary
-from monitor.endpoints import classify
-from monitor.errors import MonitorError
-from monitor.known import KnownSources
-from monitor.sanitize import neutralise
+from monitor.core.endpoints import classify
+from monitor.core.errors import MonitorError
+from monitor.core.sanitize import neutralise
+from monitor.detect.known import KnownSources
+from monitor.reports.summary import build as summary
+from monitor.reports.summary.render import render
+from monitor.service import simulate
 from monitor.store import Store
-from monitor.summary_render import render
 from tests.conftest import assert_no_traceback, isolated_env, write_config
 from tests.test_summary_week import (
     APPROVED_IP,
@@ -73,9 +74,9 @@ def test_golden(week_summary: summary.Summary, fmt: str, suffix: str) -> None:
 RENDER_IN_A_FRESH_PROCESS = """
 import json, sys
 from pathlib import Path
-from monitor import summary
+from monitor.reports.summary import build as summary
 from monitor.store import Store
-from monitor.summary_render import render
+from monitor.reports.summary.render import render
 from tests.test_summary_week import NOW, UNTIL, WEEK, settings_for
 
 url, model_dir = sys.argv[1:]

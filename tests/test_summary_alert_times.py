@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from monitor.config import KnownSettings, RuleSettings
-from monitor.known import KnownSources
-from monitor.records import Request
-from monitor.rules import RulesEngine
+from monitor.core.records import Request
+from monitor.detect.known import KnownSources
+from monitor.detect.rules import RulesEngine
 
 T0 = datetime(2026, 3, 12, 16, 41, tzinfo=UTC)
 

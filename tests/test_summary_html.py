@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor import summary
+from monitor.reports.summary import build as summary
+from monitor.reports.summary.html import CATEGORY_COLOURS, STATUS_COLOURS
+from monitor.reports.summary.render import render
 from monitor.store import Store
-from monitor.summary_html import CATEGORY_COLOURS, STATUS_COLOURS
-from monitor.summary_render import render
 from tests import services
 from tests.test_summary_week import NOW, UNTIL, WEEK, Week, build_week
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from monitor import summary
 from monitor.config import AlertSettings
-from monitor.errors import AlertError
+from monitor.core.errors import AlertError
+from monitor.reports.summary import build as summary
+from monitor.reports.summary.send import chat_text, send
 from monitor.store import Store
-from monitor.summary_send import chat_text, send
 from tests.receivers import HttpReceiver, SmtpReceiver
 from tests.test_summary_week import HOSTILE_IP, NOW, UNTIL, WEEK, Week, build_week
 

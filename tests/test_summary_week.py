@@ -1,6 +1,6 @@
 """The fixed two weeks behind the summary tests (no tests here: `build_week` is shared by them).
 
-Two weeks of `monitor.simulate` traffic (25 known clients plus every attack scenario) starting on
+Two weeks of `monitor.service.simulate` traffic (25 known clients plus every attack scenario) starting on
 Monday 2026-03-02, plus a hostile client whose paths carry terminal escapes, bidi overrides, Markdown,
 HTML and chat mentions, a few stored alerts (one quoting that text) and two detector metadata files.
 The summary under test is the second week, 2026-03-09 to 2026-03-16; the first is its "previous week".
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from monitor import simulate
 from monitor.config import Settings
-from monitor.records import Request
-from monitor.rules_text import wave_text
+from monitor.core.records import Request
+from monitor.detect.rules.text import wave_text
+from monitor.service import simulate
 from monitor.store import Store, schema
 
 START = simulate.DEFAULT_START  # Monday 2026-03-02

@@ -144,8 +144,8 @@ urls = ["{url}"]
 
 def seed_history(db: Path) -> None:
     """Three days of simulated traffic under the configured source, enough for `train` to train."""
-    from monitor import simulate
-    from monitor.records import Request
+    from monitor.core.records import Request
+    from monitor.service import simulate
     from monitor.store import Store
 
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3, hours=1)

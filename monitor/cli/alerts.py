@@ -21,8 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.cli.common import Env, pass_env
-from monitor.errors import AlertError, MonitorError
-from monitor.sanitize import for_terminal
+from monitor.core.errors import AlertError, MonitorError
+from monitor.core.sanitize import for_terminal
 
 CLI_BUDGET = 30.0  # no new attempt starts after this many seconds, nor is a running one waited for longer
 
@@ -56,7 +56,7 @@ def _short_time(value: datetime | None) -> str:
 
 
 def _outbox(env: Env, store: Any) -> Any:
-    from monitor.delivery import Outbox
+    from monitor.alerts.delivery import Outbox
 
     settings = env.settings.alerts
     if not settings.urls and not settings.config_file:
@@ -70,7 +70,7 @@ def _outbox(env: Env, store: Any) -> Any:
 @contextmanager
 def _quiet_delivery_log() -> Iterator[None]:
     """The command reports every attempt itself: keep the delivery log's warnings off the terminal."""
-    logger = logging.getLogger("monitor.alerts")
+    logger = logging.getLogger("monitor.alerts.dispatch")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -137,7 +137,7 @@ def test_cmd(env: Env, as_json: bool) -> None:
     A service that fails keeps the test message pending; the daemon or `alerts retry` delivers it once
     the service works. Exit status 1 when a service failed.
     """
-    from monitor.delivery import send_test
+    from monitor.alerts.delivery import send_test
 
     with env.open_store() as store, _quiet_delivery_log():
         outbox = _outbox(env, store)

@@ -15,9 +15,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from monitor.audit import HostProbe, Report, run_audit
 from monitor.cli.common import Env, pass_env
-from monitor.sanitize import clean
+from monitor.core.sanitize import clean
+from monitor.reports.audit.report import HostProbe, Report, run_audit
 
 TEXT_CAP = 300
 LINES_CAP = 60

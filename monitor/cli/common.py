@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.console import Console
 
-from monitor.errors import ConfigError, MonitorError, SourceError, database_error
+from monitor.core.errors import ConfigError, MonitorError, SourceError, database_error
 
 if TYPE_CHECKING:  # pydantic: imported when a command first reads the settings, not by `--help`
     from monitor.config import Settings

@@ -10,7 +10,7 @@ import click
 
 from monitor import config as config_mod
 from monitor.cli.common import Env, pass_env
-from monitor.errors import ConfigError, is_redacted_alert_url
+from monitor.core.errors import ConfigError, is_redacted_alert_url
 
 
 @click.group("config")
@@ -69,8 +69,8 @@ def _alert_url_problems(env: Env, settings: config_mod.Settings | None) -> list[
         config_file = alerts.get("config_file") if isinstance(alerts.get("config_file"), str) else None
     if not urls and not config_file:
         return []
-    from monitor.delivery import load_targets
-    from monitor.errors import AlertError
+    from monitor.alerts.delivery import load_targets
+    from monitor.core.errors import AlertError
 
     problems = []
     for i, url in enumerate(urls):

@@ -11,7 +11,7 @@ import click
 
 from monitor import config as config_mod
 from monitor.cli.common import Env, pass_env
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -52,8 +52,8 @@ def run(env: Env, log_level: str) -> None:
 
     SIGTERM or SIGINT stop it after committing what was read; SIGHUP reloads the configuration.
     """
-    from monitor.daemon import Daemon
-    from monitor.daemon_jobs import Jobs
+    from monitor.service.daemon import Daemon
+    from monitor.service.jobs import Jobs
 
     setup_logging(log_level)
     settings = env.settings

@@ -1,4 +1,4 @@
-"""`ollama-monitor demo`: a minute with the real daemon on a simulated Ollama log (see monitor.daemon_demo)."""
+"""`ollama-monitor demo`: a minute with the real daemon on a simulated Ollama log (see monitor.service.demo)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from rich.panel import Panel
 from rich.text import Text
 
 from monitor.cli.common import Env, pass_env
-from monitor.records import Notification
-from monitor.sanitize import for_terminal
+from monitor.core.records import Notification
+from monitor.core.sanitize import for_terminal
 
 COLOURS = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
@@ -36,7 +36,7 @@ def demo(env: Env, seconds: float, notify: tuple[str, ...]) -> None:
     """
     import logging
 
-    from monitor.daemon_demo import Narrator, run_demo
+    from monitor.service.demo import Narrator, run_demo
 
     # The demo narrates itself; the daemon's own log lines would repeat the alerts.
     logging.basicConfig(level=logging.ERROR, force=True)

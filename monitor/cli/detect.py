@@ -16,8 +16,8 @@ from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
 from monitor.config import FORMATS, Settings, SourceSettings
-from monitor.errors import ModelError, MonitorError, SourceError
-from monitor.records import Alert, Notification
+from monitor.core.errors import ModelError, MonitorError, SourceError
+from monitor.core.records import Alert, Notification
 
 
 class _Silent:
@@ -31,7 +31,7 @@ class _Silent:
 
 
 def _known(settings: Settings, store: Any) -> Any:
-    from monitor.known import KnownSources
+    from monitor.detect.known import KnownSources
 
     return KnownSources(settings.known, [a["network"] for a in store.approvals()])
 
@@ -52,7 +52,7 @@ def train(env: Env, as_json: bool, rebuild_windows: bool) -> None:
     since they were computed) before training. With fewer than `min_windows` windows it trains nothing
     and says why (the daemon runs on rules only until then).
     """
-    from monitor.pipeline import GRACE, Pipeline, floor_time
+    from monitor.detect.pipeline import GRACE, Pipeline, floor_time
     from monitor.store import detect_queries as q
 
     settings = env.settings
@@ -100,9 +100,9 @@ def train(env: Env, as_json: bool, rebuild_windows: bool) -> None:
 @pass_env
 def score(env: Env, window_start: str | None, count: int, as_json: bool) -> None:
     """Score windows with the saved model: per source, the score, the verdict and why."""
-    from monitor import detector as dm
-    from monitor.pipeline import floor_time
-    from monitor.pipeline_scoring import score_recent
+    from monitor.detect import model as dm
+    from monitor.detect.pipeline import floor_time
+    from monitor.detect.scoring import score_recent
     from monitor.store import detect_queries as q
 
     settings = env.settings
@@ -239,7 +239,7 @@ def _report_sent(env: Env, summary: dict[str, Any], *, kept: str | None) -> None
 
 
 def _note_json(n: Notification) -> dict[str, Any]:
-    from monitor.pipeline import notification_json
+    from monitor.detect.pipeline import notification_json
 
     return notification_json(n)
 
@@ -254,9 +254,9 @@ def run_replay(
     send: bool = False,
 ) -> tuple[list[Notification], dict[str, Any]]:
     """Ingest LOGS into the store at db_url and drive the pipeline over them; return (notifications, summary)."""
-    from monitor.alerts import Dispatcher
-    from monitor.ingest import context_for, ingest_file, source_for_path
-    from monitor.pipeline import Pipeline, drive_store
+    from monitor.alerts.dispatch import Dispatcher
+    from monitor.detect.pipeline import Pipeline, drive_store
+    from monitor.ingest.backfill import context_for, ingest_file, source_for_path
     from monitor.store import Store
 
     started = time.perf_counter()

@@ -23,8 +23,9 @@ from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
 from monitor.config import FORMATS, SourceSettings
-from monitor.errors import SourceError
-from monitor.ingest import (
+from monitor.core.errors import SourceError
+from monitor.core.sanitize import for_terminal, json_text
+from monitor.ingest.backfill import (
     PIPELINE_MIN_BYTES,
     FileReport,
     check_file,
@@ -32,7 +33,6 @@ from monitor.ingest import (
     ingest_file,
     source_for_path,
 )
-from monitor.sanitize import for_terminal, json_text
 
 format_option = click.option(
     "--format",

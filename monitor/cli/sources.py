@@ -11,8 +11,8 @@ import click
 from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
-from monitor.errors import MonitorError
-from monitor.known import KnownSources, parse_network
+from monitor.core.errors import MonitorError
+from monitor.detect.known import KnownSources, parse_network
 
 
 class SourceArgumentError(MonitorError):

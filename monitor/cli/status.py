@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
-from monitor.sanitize import for_terminal
+from monitor.core.sanitize import for_terminal
 from monitor.store import as_utc
 
 # Exit statuses: 0 healthy (or nothing configured to follow), 2 stuck or crashed, 3 not running.
@@ -103,7 +103,7 @@ def model_state(model_dir: Path) -> dict[str, Any]:
     checksum), without importing scikit-learn: `status` must stay fast."""
     import hashlib
 
-    meta_path = model_dir / "detector.json"  # monitor.detector.META_FILE
+    meta_path = model_dir / "detector.json"  # monitor.detect.model.META_FILE
     if not meta_path.is_file():
         return {
             "trained": False,

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from monitor.cli.common import Env, pass_env
-from monitor.errors import MonitorError
+from monitor.core.errors import MonitorError
 
 FORMATS = ("text", "markdown", "html", "json")
 _BY_SUFFIX = {
@@ -75,8 +75,8 @@ def summary(
 
     Exit status: 0, or 1 when --send could not deliver to every target.
     """
-    from monitor import summary as summary_mod
-    from monitor.summary_render import render, text_renderables
+    from monitor.reports.summary import build as summary_mod
+    from monitor.reports.summary.render import render, text_renderables
 
     settings = env.settings
     first_day = summary_mod.parse_since(since, datetime.now(UTC).date()) if since else None
@@ -102,7 +102,7 @@ def summary(
             )
 
     if send:
-        from monitor.summary_send import send as deliver
+        from monitor.reports.summary.send import send as deliver
 
         report = deliver(result, settings.alerts)
         for name in report.delivered:

@@ -17,10 +17,10 @@ Contract for a parser `parse(line, ctx)`:
 
 from __future__ import annotations
 
+from monitor.core.records import ParseResult, Reject, Request, Skip
 from monitor.parsers.context import Format, IPNetwork, ParseContext, ParseFn, SniffFn, canonical_ip
 from monitor.parsers.forwarded import first_forwarded, forwarded_hop, forwarded_unreadable, resolve_client
 from monitor.parsers.registry import DETECT_ORDER, REGISTRY, get, names, register, sniff
-from monitor.records import ParseResult, Reject, Request, Skip
 
 __all__ = [
     "DETECT_ORDER",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from monitor.core.records import ParseResult, Reject, Request, Skip
 from monitor.parsers.common import (
     any_time,
     client_and_peer,
@@ -29,7 +30,6 @@ from monitor.parsers.common import (
     split_host_port,
 )
 from monitor.parsers.context import Format, ParseContext
-from monitor.records import ParseResult, Reject, Request, Skip
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _UNIT_MS = {

@@ -25,9 +25,9 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from monitor.core.records import Reject
 from monitor.parsers.context import ParseContext, canonical_ip
 from monitor.parsers.forwarded import forwarded_hop, resolve_client
-from monitor.records import Reject
 
 LOCAL_PEER = "127.0.0.1"
 _UNIX_PEERS = frozenset({"unix:", "unix"})

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from functools import lru_cache
 
-from monitor.records import ParseResult
+from monitor.core.records import ParseResult
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -22,10 +22,10 @@ Never raises for any input text.
 
 from __future__ import annotations
 
+from monitor.core.records import ParseResult, Reject, Request, Skip
 from monitor.parsers import registry
 from monitor.parsers import wrappers as wr
 from monitor.parsers.context import ParseContext, ParseFn
-from monitor.records import ParseResult, Reject, Request, Skip
 
 MAX_JOINED = 8 * 1024 * 1024
 

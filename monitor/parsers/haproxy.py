@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from monitor.core.records import ParseResult, Reject, Request, Skip
 from monitor.parsers.common import (
     LOCAL_PEER,
     MONTHS,
@@ -38,7 +39,6 @@ from monitor.parsers.common import (
     split_request,
 )
 from monitor.parsers.context import Format, ParseContext, canonical_ip
-from monitor.records import ParseResult, Reject, Request, Skip
 
 _HEAD = r"(\S+):(\d{1,5}) \[(\d\d/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\] "
 _HTTP = re.compile(

@@ -36,8 +36,8 @@ import math
 import re
 from datetime import UTC, datetime, tzinfo
 
+from monitor.core.records import ParseResult, Reject, Request, Skip
 from monitor.parsers.context import Format, ParseContext, canonical_ip
-from monitor.records import ParseResult, Reject, Request, Skip
 
 _NOT_REQUEST = Skip("not a gin access line")
 # `[GIN]` followed by what an access record has next; anything else holding `[GIN` is not Gin's.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 
+from monitor.core.records import ParseResult, Reject, Request, Skip
 from monitor.parsers.common import (
     any_time,
     clf_time,
@@ -40,7 +41,6 @@ from monitor.parsers.common import (
     text_or_none,
 )
 from monitor.parsers.context import Format, ParseContext
-from monitor.records import ParseResult, Reject, Request, Skip
 
 _Q = r'[^"\\]*(?:\\.[^"\\]*)*'
 _TEXT = re.compile(

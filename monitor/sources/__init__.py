@@ -2,7 +2,7 @@
 
 A follower offers `read(budget) -> list[Batch]`, `rewind()`, `close()`, `fileno()` (a pipe to wait
 on, or None) and `watch_targets()` (directories to watch for wake-ups); batches are stored with
-`commit(store, batch)`. Followers own no threads or timers: `monitor.daemon` drives them.
+`commit(store, batch)`. Followers own no threads or timers: `monitor.service.daemon` drives them.
 Reusable pieces for whole-file reading live in `monitor.sources.lines` (fingerprint, line reader).
 watchdog is imported in this package only (`monitor.sources.watch`).
 """

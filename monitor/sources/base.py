@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor import parsers
 from monitor.config import SourceSettings, tzinfo_for
-from monitor.records import Checkpoint, Reject, Request, Skip
+from monitor.core.records import Checkpoint, Reject, Request, Skip
 from monitor.sources.lines import decode_safely, legacy_fingerprint
 
 __all__ = [

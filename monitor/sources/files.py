@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.config import SourceSettings
-from monitor.records import Checkpoint
+from monitor.core.records import Checkpoint
 from monitor.sources import lines as L
 from monitor.sources.base import (
     Batch,

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import SourceSettings
-from monitor.records import Checkpoint, Skip
+from monitor.core.records import Checkpoint, Skip
 from monitor.sources.base import (
     Batch,
     DecoderFactory,

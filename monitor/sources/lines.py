@@ -1,12 +1,12 @@
 """Reading lines, the one implementation for live follow (`monitor.sources.files`) and whole-file
-reading (`check`, `ingest` and its parse worker in `monitor.ingest`): open, identify, split, decode.
+reading (`check`, `ingest` and its parse worker in `monitor.ingest.backfill`): open, identify, split, decode.
 
 Facts every reader here follows:
 - A file is identified by the fingerprint (sha256) of its first complete lines, as many as hold at least
   MIN_IDENTITY_BYTES (usually the first line alone), or of its first FINGERPRINT_BYTES bytes when the
   first lines are longer; never by an empty or short first line alone, which many files share. A file
   with less than that has no fingerprint yet: it waits (see `identity_prefix`).
-  `monitor.ingest` uses these same definitions, so ingest and the follower share checkpoints.
+  `monitor.ingest.backfill` uses these same definitions, so ingest and the follower share checkpoints.
 - Only complete lines are consumed from a live file; a partial last line waits for its newline.
 - Positions count real bytes. A line longer than MAX_LINE_BYTES keeps only its first MAX_LINE_BYTES
   bytes in memory (the caller turns it into a reject); its full length still moves the position.
@@ -30,7 +30,7 @@ from itertools import accumulate, repeat
 from operator import add
 from typing import IO, NamedTuple, Protocol
 
-from monitor.records import Reject, Request, Skip
+from monitor.core.records import Reject, Request, Skip
 
 log = logging.getLogger("monitor.sources")
 

@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from monitor.errors import StoreError
-from monitor.records import Checkpoint, Request
+from monitor.core.errors import StoreError
+from monitor.core.records import Checkpoint, Request
 from monitor.store import schema
 from monitor.store.dictionary import Dictionaries
 from monitor.store.engine import hint_for, make_engine, safe_url, short_error

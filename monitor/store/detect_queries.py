@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.records import Request
+from monitor.core.records import Request
 from monitor.store import Store, as_utc
 from monitor.store import schema as s
 

@@ -15,7 +15,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from monitor.endpoints import classify
+from monitor.core.endpoints import classify
 from monitor.store import schema
 from monitor.store.views import endpoint_key
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import DatabaseReplaced, StoreError, ambiguous_userinfo, redact_database_url
+from monitor.core.errors import DatabaseReplaced, StoreError, ambiguous_userinfo, redact_database_url
 
 
 def make_engine(url: str, *, create: bool) -> Engine:

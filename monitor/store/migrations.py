@@ -12,8 +12,8 @@ from collections.abc import Callable
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
-from monitor.endpoints import classify
-from monitor.errors import StoreError
+from monitor.core.endpoints import classify
+from monitor.core.errors import StoreError
 from monitor.store.views import ENDPOINT_KEY_SQL, endpoint_key, rebuild_rollups
 
 

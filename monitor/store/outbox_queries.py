@@ -10,7 +10,7 @@ An outbox row is one notification for one service. Its life:
 `claim` is a conditional UPDATE (`... WHERE state = 'pending'`): of two senders racing for a row (the
 daemon and `alerts retry`), exactly one wins, so nothing is sent twice by concurrent processes. A
 claimed row holds a lease (`next_attempt_at` = lease end); if the sender dies mid-send, the row is
-claimable again once the lease has run out. See monitor.delivery for why that is the right trade.
+claimable again once the lease has run out. See monitor.alerts.delivery for why that is the right trade.
 
 All times are aware UTC datetimes; they are normalised to UTC before they reach SQLite, which stores
 DateTime as text and would otherwise compare mixed offsets wrongly.
@@ -28,8 +28,8 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
-from monitor.records import Alert
+from monitor.core.errors import StoreError
+from monitor.core.records import Alert
 from monitor.store import Store, as_utc, utcnow
 from monitor.store.schema import alerts as alerts_table
 from monitor.store.schema import outbox

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from monitor.records import Request
+from monitor.core.records import Request
 from monitor.store.schema import LINE_OFFSET_BITS, ts_key
 
 # (id, ts, client_ip, method, path, status, latency_ms, bytes_sent, user_agent, forwarded_for, peer_ip)

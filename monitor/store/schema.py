@@ -83,7 +83,7 @@ source_names = Table(
     Column("id", _ID, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False, unique=True),
 )
-# A (method, path) pair as logged, with its category (monitor.endpoints) decided once. `key` makes the
+# A (method, path) pair as logged, with its category (monitor.core.endpoints) decided once. `key` makes the
 # pair unique including NULLs (a line without a request line has neither).
 endpoints = Table(
     "endpoints",

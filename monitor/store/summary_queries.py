@@ -1,4 +1,4 @@
-"""The SQL behind the weekly summary (`monitor.summary`), kept in the store package with the schema.
+"""The SQL behind the weekly summary (`monitor.reports.summary.build`), kept in the store package with the schema.
 
 Every function takes the Store and a half-open UTC period [since, until). The big read, the requests
 of the period, is handed over as a select of integer columns (time, dictionary ids) for

@@ -1,0 +1,1 @@
+"""Alerts: deduplication and digests (dispatch), the durable outbox and delivery through apprise."""

@@ -1,0 +1,1 @@
+"""Reports for people: the weekly summary and the exposure audit."""

@@ -1,0 +1,1 @@
+"""The long-running service: the daemon loop, its periodic jobs, systemd notification, the demo."""
