@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monitor.core.errors import ConfigError, ambiguous_userinfo, redact_alert_url, redact_database_url
+from monitor.core.timezones import tzinfo_for  # noqa: F401 - re-exported: sources' time zones
 
 FORMATS = ("auto", "ollama", "nginx", "apache", "caddy", "traefik", "haproxy")
 RULE_IDS = (
@@ -489,23 +490,3 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data["alerts"]["urls"] = [redact_alert_url(u) for u in data["alerts"]["urls"]]
     data["database"]["url"] = redact_database_url(data["database"]["url"])
     return data
-
-
-def tzinfo_for(name: str) -> Any:
-    """Return a tzinfo for a source's `timezone`. 'local' is the host's zone, with its DST rules
-    ($TZ, else the /etc/localtime link), falling back to the current fixed offset."""
-    if name != "local":
-        return ZoneInfo(name)
-    env = os.environ.get("TZ", "").lstrip(":")
-    candidates = [env] if env else []
-    target = str(Path("/etc/localtime").resolve())
-    if "zoneinfo/" in target:
-        candidates.append(target.split("zoneinfo/", 1)[1])
-    for candidate in candidates:
-        try:
-            return ZoneInfo(candidate)
-        except (ZoneInfoNotFoundError, ValueError):
-            continue
-    from datetime import datetime
-
-    return datetime.now().astimezone().tzinfo

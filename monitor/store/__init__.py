@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, literal_column, select, text, update
+from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -25,6 +25,7 @@ from monitor.core.records import Checkpoint, Request
 from monitor.store import schema
 from monitor.store.dictionary import Dictionaries
 from monitor.store.engine import hint_for, make_engine, safe_url, short_error
+from monitor.store.reads import request_select  # noqa: F401 - re-exported for the query modules
 from monitor.store.rows import SqliteRows, sqlite_rows
 from monitor.store.schema import SCHEMA_VERSION, metadata
 
@@ -47,33 +48,6 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-def request_select() -> Any:
-    """A select of the documented request columns over the base tables (what the `requests` view
-    gives, with `ts` as the stored integer: see schema.ts_key), for filtering on indexed columns."""
-    r, c, e, a, s = schema.request_rows, schema.clients, schema.endpoints, schema.agents, schema.source_names
-    return select(
-        r.c.id,
-        r.c.ts,
-        c.c.ip.label("client_ip"),
-        e.c.method,
-        e.c.path,
-        r.c.status,
-        r.c.latency_ms,
-        r.c.bytes_sent,
-        a.c.user_agent,
-        r.c.forwarded_for,
-        r.c.peer_ip,
-        s.c.name.label("source"),
-        r.c.id.op(">>")(literal_column(str(schema.LINE_OFFSET_BITS))).label("file_id"),
-        r.c.id.op("&")(literal_column(str(schema.LINE_OFFSET_MASK))).label("line_offset"),
-    ).select_from(
-        r.join(c, c.c.id == r.c.client_id)
-        .join(e, e.c.id == r.c.endpoint_id)
-        .outerjoin(a, a.c.id == r.c.agent_id)
-        .join(s, s.c.id == r.c.source_id)
-    )
 
 
 def _check_offset(top: int) -> None:
