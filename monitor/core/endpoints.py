@@ -95,10 +95,6 @@ def classify(method: str | None, path: str | None) -> Category:
     return Category.OTHER
 
 
-def is_management(method: str | None, path: str | None) -> bool:
-    return classify(method, path) is Category.MANAGEMENT
-
-
 @lru_cache(maxsize=65536)
 def is_probe(path: str | None) -> bool:
     """True for paths that only vulnerability scanners request from an LLM host."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import NamedTuple
 
 
@@ -36,14 +36,6 @@ class Request(NamedTuple):
     peer_ip: str | None = None
 
 
-class Outcome(Enum):
-    """What a parser made of one line."""
-
-    PARSED = "parsed"
-    SKIPPED = "skipped"  # a line that is not a request (startup banner, slog line): not an error
-    REJECTED = "rejected"  # a line that should have been a request but could not be read
-
-
 @dataclass(frozen=True, slots=True)
 class Reject:
     """A line that could not be parsed, with a short machine-readable reason."""
@@ -59,14 +51,6 @@ class Skip:
 
 
 ParseResult = Request | Skip | Reject
-
-
-@dataclass(frozen=True, slots=True)
-class LineRef:
-    """Where a line came from: the file (by fingerprint id) and the byte offset of its first byte."""
-
-    file_id: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)

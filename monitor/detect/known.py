@@ -58,9 +58,6 @@ class KnownSources:
     def is_known(self, ip: str) -> bool:
         return self.status(ip) is not Status.UNKNOWN
 
-    def is_admin(self, ip: str) -> bool:
-        return self.status(ip) is Status.ADMIN
-
     def name(self, ip: str) -> str | None:
         """Return the friendly name configured for this address (most specific network wins)."""
         try:

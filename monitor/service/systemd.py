@@ -52,9 +52,6 @@ class Notifier:
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
 
-    def reloading(self) -> bool:
-        return self.send("RELOADING=1")
-
     def stopping(self) -> bool:
         return self.send("STOPPING=1")
 
