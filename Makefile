@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test test-fast demo lint bench clean
 
 $(STAMP): pyproject.toml
 	@echo "building $(VENV) from pyproject.toml (pip's log: $(VENV)/install.log)"
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/ollama-monitor demo
