@@ -359,3 +359,20 @@ def test_train_and_status_from_different_directories_agree(
     model = json.loads(status.stdout)["model"]
     assert model["trained"] is True, model
     assert model["file"] == str(expected / "detector.json")
+
+
+def test_show_secrets_prints_a_complete_config(cli: CliRunner, tmp_path: Path) -> None:
+    """`config show --show-secrets` of the example (alert URLs and all) validates as it is and reads
+    back to the same settings; plain `show` keeps the URLs redacted."""
+    shown = cli("--config", str(EXAMPLE), "config", "show", "--show-secrets")
+    assert shown.returncode == 0, shown.stderr
+    out = tmp_path / "shown.toml"
+    out.write_text(shown.stdout, encoding="utf-8")
+    checked = cli("--config", str(out), "config", "validate")
+    assert checked.returncode == 0, checked.stderr
+    assert "slack://TokenA/TokenB/TokenC" in shown.stdout
+    again = cli("--config", str(out), "config", "show", "--show-secrets", "--json")
+    first = cli("--config", str(EXAMPLE), "config", "show", "--show-secrets", "--json")
+    assert json.loads(again.stdout)["settings"] == json.loads(first.stdout)["settings"]
+    redacted = cli("--config", str(EXAMPLE), "config", "show")
+    assert "TokenA" not in redacted.stdout and "password@" not in redacted.stdout

@@ -93,10 +93,15 @@ def _alert_url_problems(env: Env, settings: config_mod.Settings | None) -> list[
 
 @config_group.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Print alert URLs and the database password as they are (the output is then a complete config).",
+)
 @pass_env
-def show(env: Env, as_json: bool) -> None:
+def show(env: Env, as_json: bool, show_secrets: bool) -> None:
     """Print the effective settings (defaults filled in, secrets redacted) as a valid config file."""
-    data = config_mod.redacted(env.settings)
+    data = env.settings.model_dump(mode="json") if show_secrets else config_mod.redacted(env.settings)
     if as_json:
         env.out.print_json(json.dumps({"origin": env.origin, "settings": data}))
         return
