@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat as stat_mod
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.config import SourceSettings
@@ -42,7 +40,6 @@ from monitor.core.records import Checkpoint
 from monitor.sources import lines as L
 from monitor.sources.base import (
     Batch,
-    Decoder,
     DecoderFactory,
     StartRecord,
     add_result,
@@ -52,6 +49,9 @@ from monitor.sources.base import (
     resume_position,
     save_start,
 )
+from monitor.sources.tracked import Tracked as _Tracked
+from monitor.sources.tracked import holding as _holding
+from monitor.sources.tracked import is_sibling
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -60,57 +60,6 @@ log = logging.getLogger("monitor.sources.files")
 
 MTIME_SLACK = 5.0  # seconds of clock disagreement tolerated when telling history from missed files
 MAX_DRAINING = 16  # old files read at once; more wait for the next scan
-
-
-def is_sibling(base: str, name: str) -> bool:
-    """True when `name` looks like a rotated copy of the log named `base` (same directory)."""
-    if name == base:
-        return False
-    if name.startswith(base) and name[len(base)] in ".-_":
-        return True
-    stem, dot, ext = base.rpartition(".")
-    if dot and stem:  # Windows desktop app: server.log -> server-1.log
-        return re.fullmatch(re.escape(stem) + r"-\d+\." + re.escape(ext) + r"(\.gz)?", name) is not None
-    return False
-
-
-@dataclass(eq=False)
-class _Tracked:
-    """An open file we are reading: by fingerprint, with read (in memory) and committed positions."""
-
-    reader: L.PlainFile | L.GzipFile
-    dev_ino: tuple[int, int]
-    path: str
-    fp: str
-    prefix: bytes
-    file_id: int
-    read_pos: int
-    commit_pos: int
-    decoder: Decoder
-    last_growth: float
-    pending_start: int | None = None  # first line of a split record the decoder still holds
-    eof: bool = False
-
-    @property
-    def gz(self) -> bool:
-        return isinstance(self.reader, L.GzipFile)
-
-    def prefix_ok(self) -> bool:
-        if isinstance(self.reader, L.GzipFile):
-            return True
-        return os.pread(self.reader.fd, len(self.prefix), 0) == self.prefix
-
-
-def _holding(decoder: Decoder) -> bool:
-    """True while the decoder holds parts of a split record (of any stream).
-
-    Uses the decoder's public `holding` when it has one; `_held` is the current LineDecoder's store of
-    held pieces (asked to be made public). Without either, a completed record is taken to end holding.
-    """
-    value = getattr(decoder, "holding", None)
-    if value is None:
-        value = getattr(decoder, "_held", None)
-    return bool(value)
 
 
 class FileFollower:
