@@ -70,9 +70,7 @@ _LOOKALIKE_DOT_RE = re.compile(rf"(?<=[\w-])[{_DOT_LOOKALIKES}](?=\w)")
 # The host ends where another `scheme://` starts (`http://http://x` is two URLs), defanged or not
 # (`http://http.://` -> `hxxp://http.[:]://`, which a second pass leaves as it is).
 _SCHEME = r"[a-z][a-z0-9+.\-]{0,15}"
-_URL_RE = re.compile(
-    rf"({_SCHEME})://((?:(?!{_SCHEME}(?:\[:\])?://)[^\s/?#\u2039\u203a|])*)", re.IGNORECASE
-)
+_URL_RE = re.compile(rf"({_SCHEME})://((?:(?!{_SCHEME}(?:\[:\])?://)[^\s/?#\u2039\u203a|])*)", re.IGNORECASE)
 _WWW_RE = re.compile(r"(?<![^\W_])www\.([^\s/?#\u2039\u203a|]+)", re.IGNORECASE)
 # A bare host name (`evil.example`, `backup.zip`, `hf.co`, `пример.рф`): chat services link such names
 # by their top-level domain, and new ones (.zip, .mov) look like file names, so every dotted name whose
