@@ -17,7 +17,7 @@ import os
 import time
 import zlib
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from monitor import parsers
 from monitor.config import Settings, SourceSettings, tzinfo_for
@@ -108,26 +108,6 @@ def check_file(
         report.error = str(exc)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         report.error = read_error(path, exc)
-    report.seconds = time.perf_counter() - start
-    return report
-
-
-def check_stream(
-    stream: IO[bytes],
-    name: str = "-",
-    fmt: str = "auto",
-    ctx: parsers.ParseContext | None = None,
-    keep_rejects: int = 50,
-) -> FileReport:
-    """`check_file` for an open binary stream (standard input, a pipe): read to its end, store nothing."""
-    report = FileReport(path=name)
-    start = time.perf_counter()
-    try:
-        _check_lines(L.StreamFile(stream), report, fmt, ctx, keep_rejects)
-    except SourceError as exc:
-        report.error = str(exc)
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        report.error = read_error(name, exc)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -37,8 +37,8 @@ def open_log(path: Path) -> L.PlainFile | L.GzipFile:
     """Open a log for reading (gzip decompressed), never blocking; raise SourceError with a clear message.
 
     Only regular files are read: a FIFO, a device or a socket at the path is refused without waiting
-    for a writer (open() on a FIFO blocks until one comes). Standard input is a stream, not a path:
-    read it with `check_stream`.
+    for a writer (open() on a FIFO blocks until one comes). Standard input is not a path: `check -` and
+    `ingest -` spool it to a private temporary file first.
     """
     try:
         return L.open_file(str(path))
