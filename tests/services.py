@@ -46,6 +46,24 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, every: flo
         time.sleep(every)
 
 
+def wait_heartbeat(db: Path, timeout: float = 30.0) -> None:
+    """Wait until a daemon on the SQLite database `db` wrote its first heartbeat (it follows and ticks)."""
+    import sqlite3
+
+    def beating() -> bool:
+        if not db.exists():
+            return False
+        try:
+            with sqlite3.connect(db) as conn:
+                return (
+                    conn.execute("SELECT 1 FROM meta WHERE key = 'daemon.heartbeat'").fetchone() is not None
+                )
+        except sqlite3.Error:
+            return False
+
+    wait_until(beating, timeout, "the daemon's first heartbeat", every=0.2)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

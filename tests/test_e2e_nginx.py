@@ -171,7 +171,7 @@ max_per_hour = 1000
             text=True,
         )
         try:
-            _wait_ready(tmp_path / "monitor.db")
+            services.wait_heartbeat(tmp_path / "monitor.db")
             # Known clients use the API: inference, enumeration.
             for ip in KNOWN:
                 for path in ("/api/tags", "/"):
@@ -211,23 +211,6 @@ max_per_hour = 1000
         f"{len(KNOWN)} management-endpoint): p50 {p50:.3f}s, p95 {p95:.3f}s"
     )
     assert p95 < 2.0, f"p95 latency {p95:.2f}s"
-
-
-def _wait_ready(db: Path, timeout: float = 30.0) -> None:
-    """Wait until the daemon wrote its first heartbeat (it is following and ticking)."""
-    import sqlite3
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    if conn.execute("SELECT 1 FROM meta WHERE key = 'daemon.heartbeat'").fetchone():
-                        return
-            except sqlite3.Error:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError("the daemon did not start")
 
 
 # Impersonation through a real front proxy (issue 13, item 1). The front server sets
@@ -337,7 +320,7 @@ max_per_hour = 1000
                 text=True,
             )
             try:
-                _wait_ready(tmp_path / "monitor.db")
+                services.wait_heartbeat(tmp_path / "monitor.db")
                 for client, forged in PAYLOADS.items():
                     conn = http.client.HTTPConnection(
                         "127.0.0.1", front, timeout=10, source_address=(client, 0)

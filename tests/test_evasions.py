@@ -14,7 +14,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from monitor.cli.detect import run_replay
 from monitor.config import Settings
 from tests.conftest import isolated_env
 from tests.receivers import HttpReceiver
+from tests.services import wait_heartbeat
 
 
 def _lines(now: datetime) -> dict[str, tuple[str, bytes]]:
@@ -120,7 +120,7 @@ min_severity = "info"
             text=True,
         )
         try:
-            _wait_ready(db)
+            wait_heartbeat(db)
             with log.open("ab") as fh:
                 fh.write(line + b"\n")
             got = hook.wait_for(1, timeout=30)
@@ -130,19 +130,3 @@ min_severity = "info"
             daemon.send_signal(signal.SIGTERM)
             _out, err = daemon.communicate(timeout=15)
         assert "Traceback" not in err, err
-
-
-def _wait_ready(db: Path, timeout: float = 30.0) -> None:
-    import sqlite3
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    if conn.execute("SELECT 1 FROM meta WHERE key = 'daemon.heartbeat'").fetchone():
-                        return
-            except sqlite3.Error:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError("the daemon did not start")
