@@ -1,18 +1,22 @@
-"""`ollama-monitor sources list | approve IP_OR_CIDR [--note TEXT] | revoke IP_OR_CIDR`."""
+"""`ollama-monitor sources list | approve IP_OR_CIDR [--note TEXT] | revoke IP_OR_CIDR`.
+
+The listing comes from `monitor.reports.sources`, the canonical form of a network from
+`monitor.detect.known`; this module renders them and stores approvals.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from datetime import datetime
-from typing import Any
 
 import click
 from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
 from monitor.core.errors import MonitorError
-from monitor.detect.known import KnownSources, parse_network
+from monitor.detect import known
+from monitor.detect.known import Status
+from monitor.reports.sources import iso_z, list_sources
 
 
 class SourceArgumentError(MonitorError):
@@ -22,80 +26,20 @@ class SourceArgumentError(MonitorError):
 
 
 def canonical_network(text: str) -> str:
-    """Return `10.0.0.5` for an address (or a /32, /128) and `10.0.0.0/24` for a network; raise
-    SourceArgumentError for anything else."""
+    """The stored form of IP_OR_CIDR (`monitor.detect.known.canonical_network`); raise
+    SourceArgumentError for anything that is neither an address nor a network."""
     try:
-        net = parse_network(text)
+        return known.canonical_network(text)
     except ValueError:
         raise SourceArgumentError(
             f"not an IP address or CIDR network: {text!r}",
             hint="examples: 203.0.113.7, 10.0.0.0/24, 2001:db8::/48",
         ) from None
-    if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return str(net)
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat().replace("+00:00", "Z") if ts else None
-
-
-def source_rows(env: Env) -> list[dict[str, Any]]:
-    """Every client seen, with status, counts and first/last seen; approvals never seen are listed too."""
-    from monitor.store import rollup_queries as q
-
-    store = env.open_store()
-    try:
-        approvals = store.approvals()
-        stats = q.client_totals(store)
-    finally:
-        store.close()
-    known = KnownSources(env.settings.known, [a["network"] for a in approvals])
-    notes = [(ipaddress.ip_network(a["network"], strict=False), a.get("note") or None) for a in approvals]
-
-    def note_for(ip: str) -> str | None:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        matches = [
-            (net.prefixlen, note)
-            for net, note in notes
-            if note and addr.version == net.version and addr in net
-        ]
-        return max(matches)[1] if matches else None
-
-    rows = [
-        {
-            "client_ip": s["client_ip"],
-            "status": known.status(s["client_ip"]).value,
-            "name": known.name(s["client_ip"]) or note_for(s["client_ip"]),
-            "requests": int(s["requests"]),
-            "first_seen": _iso(s["first_seen"]),
-            "last_seen": _iso(s["last_seen"]),
-        }
-        for s in stats
-    ]
-    seen = {r["client_ip"] for r in rows}
-    for a in approvals:
-        if a["network"] not in seen:
-            rows.append(
-                {
-                    "client_ip": a["network"],
-                    "status": "approved",
-                    "name": a.get("note") or None,
-                    "requests": 0,
-                    "first_seen": None,
-                    "last_seen": None,
-                }
-            )
-    # The ones to look at first: unknown sources, then the busiest.
-    rows.sort(key=lambda r: (r["status"] != "unknown", -r["requests"], r["client_ip"]))
-    return rows
-
-
-def _short(ts: str | None) -> str:
-    return ts[:16].replace("T", " ") if ts else "-"
+def _short(ts: datetime | None) -> str:
+    text = iso_z(ts)
+    return text[:16].replace("T", " ") if text else "-"
 
 
 @click.group("sources")
@@ -108,9 +52,13 @@ def sources() -> None:
 @pass_env
 def list_cmd(env: Env, as_json: bool) -> None:
     """List every source seen: status (admin, known, approved, unknown), requests, first and last seen."""
-    rows = source_rows(env)
+    store = env.open_store()
+    try:
+        rows = list_sources(store, env.settings.known)
+    finally:
+        store.close()
     if as_json:
-        env.out.print_json(json.dumps({"sources": rows}))
+        env.out.print_json(json.dumps({"sources": [r.to_dict() for r in rows]}))
         return
     if not rows:
         env.out.print("no sources seen yet", markup=False)
@@ -118,15 +66,15 @@ def list_cmd(env: Env, as_json: bool) -> None:
     table = Table("source", "status", "name", "requests", "first seen (UTC)", "last seen (UTC)")
     for r in rows:
         table.add_row(
-            r["client_ip"],
-            r["status"],
-            r["name"] or "",
-            f"{r['requests']:,}",
-            _short(r["first_seen"]),
-            _short(r["last_seen"]),
+            r.client_ip,
+            r.status.value,
+            r.name or "",
+            f"{r.requests:,}",
+            _short(r.first_seen),
+            _short(r.last_seen),
         )
     env.out.print(table)
-    unknown = sum(1 for r in rows if r["status"] == "unknown")
+    unknown = sum(1 for r in rows if r.status is Status.UNKNOWN)
     if unknown:
         env.out.print(
             f"{unknown} unknown source(s); approve one with: ollama-monitor sources approve IP --note TEXT",

@@ -66,3 +66,30 @@ class KnownSources:
             return None
         matches = [(net.prefixlen, name) for net, name in self._names if addr in net]
         return max(matches)[1] if matches else None
+
+
+def canonical_network(text: str) -> str:
+    """Return `10.0.0.5` for an address (or a /32, /128) and `10.0.0.0/24` for a network, the form an
+    approval is stored in; raise ValueError for anything else."""
+    net = parse_network(text)
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return str(net)
+
+
+class ApprovalNotes:
+    """The note given with each approval (`sources approve --note`): for an address, the note of the
+    most specific approved network holding it that has one."""
+
+    def __init__(self, approvals: Iterable[tuple[str, str | None]]) -> None:
+        self._notes = tuple((parse_network(net), note) for net, note in approvals if note)
+
+    def note(self, ip: str) -> str | None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        matches = [
+            (net.prefixlen, note) for net, note in self._notes if addr.version == net.version and addr in net
+        ]
+        return max(matches)[1] if matches else None
