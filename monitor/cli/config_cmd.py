@@ -10,7 +10,6 @@ import click
 
 from monitor import config as config_mod
 from monitor.cli.common import Env, pass_env
-from monitor.core.errors import ConfigError, is_redacted_alert_url
 
 
 @click.group("config")
@@ -26,69 +25,13 @@ def validate(env: Env) -> None:
     Alert URLs are checked too (each must be a usable apprise URL); nothing is sent. Every problem is
     listed, the URLs' beside the others.
     """
-    problems: list[str] = []
-    error: ConfigError | None = None
-    try:
-        settings = env.settings
-    except ConfigError as exc:
-        error, problems = exc, list(exc.problems)
-        settings = None
-    url_problems = _alert_url_problems(env, settings)
-    if error is not None and not url_problems:
-        raise error
-    if url_problems:
-        origin = env.origin or (str(error).split(": invalid configuration", 1)[0] if error else "")
-        problems += url_problems
-        raise ConfigError(
-            f"{origin or 'the configuration'}: invalid configuration ({len(problems)} problem(s))",
-            problems,
-            hint="see https://github.com/caronc/apprise/wiki for each service's URL format",
-        )
-    assert settings is not None
+    from monitor.alerts.validate import validate_config
+
+    settings, origin = validate_config(env.config_path)
     env.out.print(
-        f"{env.origin}: OK ({len(settings.sources)} source(s), database {settings.database.url.split('://', 1)[0]})",
+        f"{origin}: OK ({len(settings.sources)} source(s), database {settings.database.url.split('://', 1)[0]})",
         markup=False,
     )
-
-
-def _alert_url_problems(env: Env, settings: config_mod.Settings | None) -> list[str]:
-    """One problem per unusable alert URL (`alerts.urls[i]`, never the URL itself), checked with the
-    alerting code's own loader one URL at a time. With an invalid file, the URLs come from its raw
-    TOML (those that are strings)."""
-    if settings is not None:
-        urls, config_file = list(settings.alerts.urls), settings.alerts.config_file
-    else:
-        try:
-            data, _ = config_mod.read(env.config_path)
-        except ConfigError:
-            return []
-        alerts = (data or {}).get("alerts")
-        alerts = alerts if isinstance(alerts, dict) else {}
-        raw = alerts.get("urls")
-        urls = [u if isinstance(u, str) else "" for u in raw] if isinstance(raw, list) else []
-        config_file = alerts.get("config_file") if isinstance(alerts.get("config_file"), str) else None
-    if not urls and not config_file:
-        return []
-    from monitor.alerts.delivery import load_targets
-    from monitor.core.errors import AlertError
-
-    problems = []
-    for i, url in enumerate(urls):
-        if not isinstance(url, str) or not url:
-            continue  # a type error, already reported by the settings
-        if is_redacted_alert_url(url):
-            problems.append(f"alerts.urls[{i}]: redacted (as `config show` prints it); put the real URL back")
-            continue
-        try:
-            load_targets(config_mod.AlertSettings.model_construct(urls=[url], config_file=None))
-        except AlertError as exc:
-            problems.append(str(exc).replace("alerts.urls[0]", f"alerts.urls[{i}]", 1))
-    if config_file:
-        try:
-            load_targets(config_mod.AlertSettings.model_construct(urls=[], config_file=config_file))
-        except AlertError as exc:
-            problems.append(str(exc))
-    return problems
 
 
 @config_group.command("show")
