@@ -28,7 +28,7 @@ from monitor.detect.model import Detector  # noqa: E402
 from monitor.service import simulate
 
 
-def timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+def timed(fn, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"target (10,000 windows assessed < 1 s): {'met' if full < 1 else 'MISSED'}")
 
 
-def simulate_requests(events: list[simulate.Event]):  # type: ignore[no-untyped-def]
+def simulate_requests(events: list[simulate.Event]):
     from monitor.core.records import Request
 
     return [

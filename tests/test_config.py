@@ -24,7 +24,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     def keys(model: type[config.BaseModel]) -> set[str]:
         return set(model.model_fields)
 
-    sections = {
+    sections: dict[str, type[config.BaseModel]] = {
         "database": config.DatabaseSettings,
         "known": config.KnownSettings,
         "rules": config.RuleSettings,

@@ -177,7 +177,7 @@ def test_due() -> None:
     assert dm.due(T0, T0 - timedelta(hours=2), every=timedelta(hours=1))
 
 
-def test_train_and_score_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_train_and_score_commands(tmp_path: Path, cli) -> None:
     from monitor.core.records import Request
     from monitor.service import simulate
     from tests.conftest import assert_no_traceback

@@ -13,7 +13,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 
 def commands() -> list[str]:
-    names = []
+    names: list[str] = []
     ctx = click.Context(cli)
     for name in cli.list_commands(ctx):  # the group is lazy: get_command loads each one
         command = cli.get_command(ctx, name)

@@ -180,7 +180,7 @@ max_per_hour = 1000
             time.sleep(2.0)
             assert hook.received() == [], "a known source raised an alert"
 
-            latencies = []
+            latencies: list[float] = []
             for ip in UNKNOWN:
                 sent = time.monotonic()
                 request(port, ip, "GET", "/api/tags")

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def nginx_log(path: Path, n: int = 300) -> list[str]:
     return lines
 
 
-def rows(db: Path, sql: str = "SELECT count(*) FROM requests") -> list[tuple[object, ...]]:
+def rows(db: Path, sql: str = "SELECT count(*) FROM requests") -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
 

@@ -75,7 +75,7 @@ def attacked(
 
 
 @pytest.mark.parametrize("scenario", sorted(EXPECTED))
-def test_each_scenario_is_notified_by_the_right_rule_in_minutes(scenario: str, attacked) -> None:  # type: ignore[no-untyped-def]
+def test_each_scenario_is_notified_by_the_right_rule_in_minutes(scenario: str, attacked) -> None:
     notes, events, _summary = attacked
     rule, within = EXPECTED[scenario]
     began = min(e.ts for e in events if e.scenario == scenario)
@@ -86,7 +86,7 @@ def test_each_scenario_is_notified_by_the_right_rule_in_minutes(scenario: str, a
         assert "vs typical" in hits[0].message and "Window:" in hits[0].message
 
 
-def test_the_wave_and_the_slow_drip_do_not_flood(attacked) -> None:  # type: ignore[no-untyped-def]
+def test_the_wave_and_the_slow_drip_do_not_flood(attacked) -> None:
     notes, events, _summary = attacked
     wave_ips = {e.client_ip for e in events if e.scenario == "wave"}
     began = min(e.ts for e in events if e.scenario == "wave")
@@ -99,12 +99,12 @@ def test_the_wave_and_the_slow_drip_do_not_flood(attacked) -> None:  # type: ign
     assert 1 <= len(drip_notes) <= 4  # 72 requests over three days
 
 
-def test_normal_clients_are_not_reported_in_the_attacked_run(attacked) -> None:  # type: ignore[no-untyped-def]
+def test_normal_clients_are_not_reported_in_the_attacked_run(attacked) -> None:
     notes, events, summary = attacked
     actors = {e.client_ip for e in events if e.scenario != "normal"}
     strays = [(n.rule, n.client_ips) for n in notes if set(n.client_ips) - actors]
     assert strays == []
-    assert summary["status"]["detector"] == "active"  # type: ignore[index]
+    assert summary["status"]["detector"] == "active"
 
 
 def test_two_normal_weeks_are_quiet(tmp_path: Path) -> None:

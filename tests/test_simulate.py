@@ -135,7 +135,7 @@ def test_rendered_lines_parse_back_to_the_events(fmt: str) -> None:
             assert got.latency_ms == pytest.approx(ev.latency_ms, rel=1e-6, abs=1e-3)
 
 
-def test_write_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_write_log(tmp_path) -> None:
     events = simulate.simulate(days=1)[:10]
     path = simulate.write_log(events, tmp_path / "a.log", "nginx")
     assert path.read_text(encoding="utf-8").splitlines() == simulate.render(events, "nginx")

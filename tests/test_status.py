@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from monitor.store import Store
 from tests.conftest import isolated_env
 
 
-def status(tmp_path: Path, cfg: Path) -> tuple[int, dict[str, object]]:
+def status(tmp_path: Path, cfg: Path) -> tuple[int, dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(cfg), "status", "--json"],
         capture_output=True,
@@ -85,7 +86,7 @@ def test_status_shows_rejects_per_source(tmp_path: Path) -> None:
         report = ingest_file(store, log, "nginx", "nginx")
     assert report.rejected == 7
     _, data = status(tmp_path, cfg)
-    [src] = data["sources"]  # type: ignore[misc]
+    [src] = data["sources"]
     assert src["rejects"] == 7 and sum(src["rejects_24h"].values()) == 7
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(cfg), "status"],

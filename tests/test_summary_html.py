@@ -17,6 +17,7 @@ import struct
 import subprocess
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,7 +218,7 @@ MEASURE = """<script>
 </script>"""
 
 
-def measure_layout(browser: str, html: str, width: int, tmp_path: Path) -> dict[str, object]:
+def measure_layout(browser: str, html: str, width: int, tmp_path: Path) -> dict[str, Any]:
     """Lay the page out in Chromium at `width` px and return MEASURE's figures."""
     import json
 
@@ -252,7 +253,7 @@ def measure_layout(browser: str, html: str, width: int, tmp_path: Path) -> dict[
     assert found, f"no measurements (exit {proc.returncode}): {proc.stderr[-2000:]}"
     import html as html_mod
 
-    data: dict[str, object] = json.loads(html_mod.unescape(found.group(1)))
+    data: dict[str, Any] = json.loads(html_mod.unescape(found.group(1)))
     return data
 
 
