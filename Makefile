@@ -24,6 +24,7 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ollama-monitor demo
 
+# mypy checks monitor, tests and bench ([tool.mypy] files in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check monitor tests bench
 	$(BIN)/ruff format --check monitor tests bench
