@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.cli.common import Env, pass_env
-from monitor.core.errors import AlertError, MonitorError
+from monitor.core.errors import MonitorError
 from monitor.core.sanitize import for_terminal
 
 CLI_BUDGET = 30.0  # no new attempt starts after this many seconds, nor is a running one waited for longer
@@ -53,18 +53,6 @@ def _iso(value: Any) -> Any:
 
 def _short_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _outbox(env: Env, store: Any) -> Any:
-    from monitor.alerts.delivery import Outbox
-
-    settings = env.settings.alerts
-    if not settings.urls and not settings.config_file:
-        raise AlertError(
-            "no alert service is configured",
-            hint="add apprise URLs under [alerts] urls (e.g. 'mailto://...', 'slack://...') or set [alerts] config_file",
-        )
-    return Outbox(settings, store)  # per-scheme timeouts: a short one would duplicate slow mail
 
 
 @contextmanager
@@ -137,14 +125,11 @@ def test_cmd(env: Env, as_json: bool) -> None:
     A service that fails keeps the test message pending; the daemon or `alerts retry` delivers it once
     the service works. Exit status 1 when a service failed.
     """
-    from monitor.alerts.delivery import send_test
+    from monitor.alerts.manual import check_channels
 
     with env.open_store() as store, _quiet_delivery_log():
-        outbox = _outbox(env, store)
-        attempts = send_test(outbox, budget_seconds=CLI_BUDGET, wait_seconds=CLI_BUDGET)
-        outbox.settle()  # what is still sending is 'maybe delivered': not re-sent when we exit
-        tried = {a.service for a in attempts}
-        untried = [t.label for t in outbox.targets if t.name not in tried]
+        result = check_channels(env.settings.alerts, store, CLI_BUDGET)
+    attempts, untried = result.attempts, result.not_tried
     if as_json:
         click.echo(
             json.dumps({"attempts": [_attempt_json(a) for a in attempts], "not_tried": untried}, indent=2)
@@ -157,8 +142,8 @@ def test_cmd(env: Env, as_json: bool) -> None:
                 markup=False,
             )
         ok = sum(a.ok for a in attempts)
-        env.out.print(f"{ok} of {len(outbox.targets)} service(s) reached", markup=False)
-    if untried or not all(a.ok for a in attempts):
+        env.out.print(f"{ok} of {result.services} service(s) reached", markup=False)
+    if not result.ok:
         sys.exit(1)
 
 
@@ -171,14 +156,11 @@ def retry_cmd(env: Env, as_json: bool) -> None:
     Each service is tried until it fails once; what fails stays pending. Exit status 1 when something
     could not be sent.
     """
-    from monitor.store import outbox_queries as q
+    from monitor.alerts.manual import retry_pending
 
     with env.open_store() as store, _quiet_delivery_log():
-        outbox = _outbox(env, store)
-        attempts = outbox.deliver(force=True, budget_seconds=CLI_BUDGET, wait_seconds=CLI_BUDGET)
-        outbox.settle()  # what is still sending is 'maybe delivered': not re-sent when we exit
-        counts = q.state_counts(store)
-    pending = counts.get(q.PENDING, 0) + counts.get(q.SENDING, 0)
+        result = retry_pending(env.settings.alerts, store, CLI_BUDGET)
+    attempts, pending = result.attempts, result.pending
     if as_json:
         click.echo(
             json.dumps({"attempts": [_attempt_json(a) for a in attempts], "pending": pending}, indent=2)
@@ -188,7 +170,7 @@ def retry_cmd(env: Env, as_json: bool) -> None:
             _print_attempts(env, attempts)
         sent = sum(a.ok for a in attempts)
         env.out.print(f"{sent} sent, {len(attempts) - sent} failed, {pending} still pending", markup=False)
-    if pending or not all(a.ok for a in attempts):
+    if not result.ok:
         sys.exit(1)
 
 
