@@ -5,26 +5,15 @@ pandas and apprise are imported inside the command, so other commands never pay 
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from monitor.cli.common import Env, pass_env
-from monitor.core.errors import MonitorError
 
 FORMATS = ("text", "markdown", "html", "json")
-_BY_SUFFIX = {
-    ".txt": "text",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".html": "html",
-    ".htm": "html",
-    ".json": "json",
-}
 
 
 @click.command("summary")
@@ -88,8 +77,10 @@ def summary(
         store.close()
 
     if output is not None:
-        chosen = fmt or _BY_SUFFIX.get(output.suffix.lower(), settings.summary.format)
-        _write_atomically(output, render(result, chosen))
+        from monitor.reports.summary.output import format_for, write_atomically
+
+        chosen = format_for(output, fmt, settings.summary.format)
+        write_atomically(output, render(result, chosen))
         env.err.print(f"wrote the {chosen} summary to {output}", markup=False, highlight=False)
     elif not send or fmt is not None:
         chosen = fmt or "text"
@@ -113,21 +104,6 @@ def summary(
             )
         if report.failed:
             sys.exit(1)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write text to path through a temporary file in the same directory, so readers never see half a file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise MonitorError(f"{path}: the directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 COMMANDS = [summary]
