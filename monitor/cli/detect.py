@@ -52,7 +52,8 @@ def train(env: Env, as_json: bool, rebuild_windows: bool) -> None:
     since they were computed) before training. With fewer than `min_windows` windows it trains nothing
     and says why (the daemon runs on rules only until then).
     """
-    from monitor.detect.pipeline import GRACE, Pipeline, floor_time
+    from monitor.detect.pipeline import Pipeline
+    from monitor.detect.windows import GRACE, floor_time
     from monitor.store import detect_queries as q
 
     settings = env.settings
@@ -101,8 +102,8 @@ def train(env: Env, as_json: bool, rebuild_windows: bool) -> None:
 def score(env: Env, window_start: str | None, count: int, as_json: bool) -> None:
     """Score windows with the saved model: per source, the score, the verdict and why."""
     from monitor.detect import model as dm
-    from monitor.detect.pipeline import floor_time
     from monitor.detect.scoring import score_recent
+    from monitor.detect.windows import floor_time
     from monitor.store import detect_queries as q
 
     settings = env.settings
@@ -239,7 +240,7 @@ def _report_sent(env: Env, summary: dict[str, Any], *, kept: str | None) -> None
 
 
 def _note_json(n: Notification) -> dict[str, Any]:
-    from monitor.detect.pipeline import notification_json
+    from monitor.detect.replay import notification_json
 
     return notification_json(n)
 
@@ -255,7 +256,8 @@ def run_replay(
 ) -> tuple[list[Notification], dict[str, Any]]:
     """Ingest LOGS into the store at db_url and drive the pipeline over them; return (notifications, summary)."""
     from monitor.alerts.dispatch import Dispatcher
-    from monitor.detect.pipeline import Pipeline, drive_store
+    from monitor.detect.pipeline import Pipeline
+    from monitor.detect.replay import drive_store
     from monitor.ingest.backfill import context_for, ingest_file, source_for_path
     from monitor.store import Store
 
