@@ -1,12 +1,13 @@
 """The model's lifecycle: load the saved detector, decide when to retrain, train, save, and say in
-`status` what runs and why. Every call into monitor.detect.model's persistence (exists, load, save)
-and training (due, Detector.fit) is here, for the daemon, `train`, `score` and `replay` alike.
+`status` what runs and why. All of the detect package's calls into monitor.detect.model's
+persistence (exists, load, save) and training (due, Detector.fit) are here: the daemon, `train`,
+`score` and `replay` all go through it.
 
 `ModelLifecycle(settings)` loads the model of [detector] model_dir when there is a usable one; a
 missing, corrupt or foreign one (other features, another window length) leaves the pipeline on rules
-only, with the reason in `status`, never a crash. `status` is what `ollama-monitor status` and `train`
-show: `detector` ("active" or "rules-only"), `reason`, `model_dir`, `min_windows`, `windows`,
-`warnings`, and once trained `trained_at` and `threshold` (`error` while the saved model is unusable).
+only, with the reason in `status`, never a crash. `status` is what `train` and `replay` report:
+`detector` ("active" or "rules-only"), `reason`, `model_dir`, `min_windows`, `windows`, `warnings`,
+and once trained `trained_at` and `threshold` (`error` while the saved model is unusable).
 """
 
 from __future__ import annotations
