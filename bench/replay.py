@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.cli.detect import run_replay  # noqa: E402
 from monitor.config import Settings  # noqa: E402
+from monitor.detect.replay import run_replay  # noqa: E402
 from monitor.ingest.backfill import ingest_file  # noqa: E402
 from monitor.service import simulate  # noqa: E402
 from monitor.store import Store  # noqa: E402

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli.detect import run_replay
 from monitor.config import Settings
+from monitor.detect.replay import run_replay
 from tests.conftest import isolated_env
 from tests.receivers import HttpReceiver
 from tests.services import wait_heartbeat

@@ -10,7 +10,7 @@ import pandas as pd
 from monitor.core.records import Request
 from monitor.detect import features as feat
 from monitor.detect.features_stream import WindowAccumulator
-from monitor.detect.pipeline import floor_time
+from monitor.detect.windows import floor_time
 from monitor.service import simulate
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from monitor import config
-from monitor.cli.detect import run_replay
 from monitor.config import KnownSettings, RuleSettings, Settings
 from monitor.core.records import Alert, Notification
 from monitor.detect.known import KnownSources
+from monitor.detect.replay import run_replay
 from monitor.detect.rules import RulesEngine
 from monitor.detect.rules.parse_failures import first_address
 from monitor.ingest.backfill import check_file

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli.detect import run_replay
 from monitor.config import Settings
 from monitor.core.records import Notification
+from monitor.detect.replay import run_replay
 from monitor.service import simulate
 from tests.conftest import CliRunner, assert_no_traceback
 
