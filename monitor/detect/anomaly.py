@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from monitor.core.records import Alert, Severity
 from monitor.detect.known import KnownSources
+from monitor.detect.lifecycle import ModelLifecycle
 from monitor.detect.rules import RulesEngine
 from monitor.detect.rules.text import block_hint
-from monitor.detect.training import ModelLifecycle
 
 if TYPE_CHECKING:
     from monitor.detect.model import Finding

@@ -22,9 +22,9 @@ from monitor.config import Settings
 from monitor.core.errors import MonitorError
 from monitor.core.records import Alert, Notification
 from monitor.detect.known import KnownSources
+from monitor.detect.lifecycle import load_saved
 from monitor.detect.pipeline import Pipeline
 from monitor.detect.scoring import score_recent
-from monitor.detect.training import load_saved
 from monitor.detect.windows import GRACE, floor_time
 from monitor.store import Store
 from monitor.store import detect_queries as q
@@ -48,7 +48,7 @@ class Silent:
 @dataclass(frozen=True)
 class Trained:
     meta: dict[str, Any] | None  # the saved model's metadata; None: not trained (status["reason"] says why)
-    status: dict[str, Any]  # the detector's status after training (monitor.detect.training)
+    status: dict[str, Any]  # the detector's status after training (monitor.detect.lifecycle)
 
 
 def train_history(settings: Settings, open_store: Callable[[], Store], *, rebuild: bool = False) -> Trained:

@@ -16,7 +16,7 @@ loops of its own and no timers. It is a facade over one owner per job:
 - `monitor.detect.rules`: the immediate rules and their shared cooldowns;
 - `monitor.detect.windows`: the window buffer (which windows changed, when they close, computing,
   scoring and saving them);
-- `monitor.detect.training`: the model's lifecycle (load, retrain when due, save, `status`);
+- `monitor.detect.lifecycle`: the model's lifecycle (load, retrain when due, save, `status`);
 - `monitor.detect.anomaly`: which anomalous windows alert, and the alert's text;
 - `monitor.detect.replay`: driving the pipeline over stored requests in log time.
 """
@@ -31,8 +31,8 @@ from monitor.config import Settings, SourceSettings
 from monitor.core.records import Alert, Notification, Request
 from monitor.detect.anomaly import AnomalyAlerts
 from monitor.detect.known import KnownSources
+from monitor.detect.lifecycle import ModelLifecycle
 from monitor.detect.rules import REMINDER, RulesEngine
-from monitor.detect.training import ModelLifecycle
 from monitor.detect.windows import GRACE, Windows, floor_time
 from monitor.store import Store
 from monitor.store import detect_queries as q
@@ -78,7 +78,7 @@ class Pipeline:
 
     @property
     def status(self) -> dict[str, Any]:
-        """What the detector runs on and why (see monitor.detect.training)."""
+        """What the detector runs on and why (see monitor.detect.lifecycle)."""
         return self.model.status
 
     def _start(self, now: datetime) -> None:

@@ -25,7 +25,7 @@ from monitor.config import Settings
 from monitor.core.records import Alert, Notification, Request
 from monitor.detect import scoring as ps
 from monitor.detect.anomaly import AnomalyAlerts
-from monitor.detect.training import ModelLifecycle
+from monitor.detect.lifecycle import ModelLifecycle
 from monitor.store import Store
 from monitor.store import detect_queries as q
 
