@@ -6,7 +6,12 @@ Generates an nginx `combined` log of Ollama-like traffic (about 2,000 clients, s
 2. the baseline: one compiled regex plus `sqlite3.executemany` in 10k-row transactions into an
    equivalent table with the same indexes (no timestamps converted, no validation, no idempotency).
 
-    .venv/bin/python bench/ingest.py [--lines 1000000] [--keep]
+    .venv/bin/python bench/ingest.py [--lines 1000000] [--runs 3] [--compare-tree DIR] [--keep]
+
+With `--runs N` the ingest and GoAccess runs alternate N times and the medians are printed (the
+machine may be shared: compare same-run ratios and CPU seconds). `--compare-tree DIR` also times the
+`ingest` of another checkout's `monitor` package in each round (e.g. the previous commit, exported
+with `git archive HEAD~1 monitor | tar -x -C DIR`), for before/after figures from one run.
 
 Prints lines/s for both and the ratio (target: >= 150,000 lines/s and >= 0.6x the baseline), GoAccess
 on the same file in the same run (`goaccess FILE --log-format=COMBINED -o report.json`, installed with
@@ -30,6 +35,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 
 PATHS = [
     ("POST", "/api/chat", 200),
@@ -134,8 +140,12 @@ def baseline(log: Path, db: Path) -> int:
     return count
 
 
-def run_ingest(log: Path, workdir: Path) -> tuple[float, float, float, int]:
+def run_ingest(log: Path, workdir: Path, tree: Path | None = None) -> tuple[float, float, float, int]:
+    """Time `ingest` into a new database: (wall s, CPU s of it and its parse worker, peak RSS MB of the
+    larger process, rows stored). `tree`: run the `monitor` package found there instead."""
     db = workdir / "monitor.db"
+    for old in workdir.glob("monitor.db*"):
+        old.unlink()
     cfg = workdir / "monitor.toml"
     cfg.write_text(f'[database]\nurl = "sqlite:///{db}"\n')
     start = time.perf_counter()
@@ -143,6 +153,7 @@ def run_ingest(log: Path, workdir: Path) -> tuple[float, float, float, int]:
         [sys.executable, "-m", "monitor", "--config", str(cfg), "ingest", "--format", "nginx", str(log)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        cwd=tree,  # `python -m` looks in the working directory first
     )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
@@ -213,6 +224,10 @@ def main() -> None:
     )
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated log and databases")
+    parser.add_argument("--runs", type=int, default=1, help="alternate ingest and GoAccess this many times")
+    parser.add_argument(
+        "--compare-tree", type=Path, help="also time the monitor package of this checkout, in each round"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="om-bench-ingest-"))
     try:
@@ -227,11 +242,25 @@ def main() -> None:
         t0 = time.perf_counter()
         base_rows = baseline(log, workdir / "baseline.db")
         base_s = time.perf_counter() - t0
-        ingest_s, ingest_cpu, ingest_rss, stored = run_ingest(log, workdir)
-        goaccess = run_goaccess(log, workdir)
+        runs: list[tuple[float, float, float, int]] = []
+        before: list[tuple[float, float, float, int]] = []
+        goaccess: list[tuple[float, float, float]] = []
+        for _ in range(args.runs):
+            if args.compare_tree:
+                before.append(run_ingest(log, workdir, args.compare_tree))
+            runs.append(run_ingest(log, workdir))
+            g = run_goaccess(log, workdir)
+            if g is not None:
+                goaccess.append(g)
+        ingest_s, ingest_cpu, ingest_rss = (median([r[i] for r in runs]) for i in range(3))
+        stored = runs[-1][3]
 
         base_rate = args.lines / base_s
         ingest_rate = args.lines / ingest_s
+        print(
+            f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores: >2 means a shared, loaded machine)"
+        )
+        print(f"medians of {args.runs} run(s), ingest and GoAccess alternating")
         print(
             f"baseline (regex + sqlite3.executemany, indexed): {base_s:6.2f}s  {base_rate:10,.0f} lines/s  ({base_rows:,} rows)"
         )
@@ -240,17 +269,31 @@ def main() -> None:
         )
         print(f"  ingest CPU {ingest_cpu:.1f}s, peak RSS {ingest_rss:.0f} MB")
         print(
+            "  each run (wall s, CPU s, RSS MB): "
+            + ", ".join(f"{w:.1f}/{c:.1f}/{m:.0f}" for w, c, m, _ in runs)
+        )
+        if before:
+            b_wall, b_cpu, b_rss = (median([r[i] for r in before]) for i in range(3))
+            print(f"ingest of {args.compare_tree}: {b_wall:6.2f}s  CPU {b_cpu:.1f}s, peak RSS {b_rss:.0f} MB")
+            print(
+                "  each run (wall s, CPU s, RSS MB): "
+                + ", ".join(f"{w:.1f}/{c:.1f}/{m:.0f}" for w, c, m, _ in before)
+            )
+        print(
             f"ratio ingest/baseline: {ingest_rate / base_rate:.2f}x   (targets: >= 150,000 lines/s, >= 0.6x)"
         )
-        if goaccess is None:
+        if not goaccess:
             print("goaccess: not installed (apt-get install goaccess)")
         else:
-            g_wall, g_cpu, g_rss = goaccess
+            g_wall, g_cpu, g_rss = (median([g[i] for g in goaccess]) for i in range(3))
             print(
                 f"goaccess --log-format=COMBINED -o report.json: {g_wall:6.2f}s  {args.lines / g_wall:10,.0f} lines/s  "
                 f"CPU {g_cpu:.1f}s, peak RSS {g_rss:.0f} MB"
             )
+            print("  each run (wall s): " + ", ".join(f"{g[0]:.1f}" for g in goaccess))
             print(f"ingest wall time / GoAccess wall time: {ingest_s / g_wall:.2f}x   (target: <= 1.0x)")
+            if before:
+                print(f"{args.compare_tree} wall time / GoAccess wall time: {b_wall / g_wall:.2f}x")
         floor_s = sqlite_floor(workdir / "monitor.db", workdir)
         print(
             f"SQLite alone (INSERT ... SELECT of the same rows, same indexes, no Python): {floor_s:6.2f}s  "

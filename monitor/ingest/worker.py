@@ -2,8 +2,8 @@
 
 One SQLite writer binds and inserts about as fast as one Python process parses, so `ingest` of a big
 file on SQLite splits the work across two cores: the worker reads the file, parses each batch and
-builds its SQLite rows; this process inserts a batch and its checkpoint in one transaction while the
-worker parses the next. The pipe holds one batch, so the worker is never more than a batch ahead and
+builds its columns and rollups (monitor.store.rows); this process inserts a batch and its checkpoint
+in one transaction while the worker parses the next. The pipe holds one batch, so the worker is never more than a batch ahead and
 memory stays flat.
 
 Nothing about exactly-once changes: only this process writes, each batch commits with the checkpoint

@@ -25,14 +25,13 @@ from monitor.core.records import Checkpoint, Request
 from monitor.store import schema
 from monitor.store.dictionary import Dictionaries
 from monitor.store.engine import hint_for, make_engine, safe_url, short_error
+from monitor.store.inserts import insert_requests
 from monitor.store.reads import request_select  # noqa: F401 - re-exported for the query modules
-from monitor.store.rows import SqliteRows, sqlite_rows
+from monitor.store.rows import SqliteRows
 from monitor.store.schema import SCHEMA_VERSION, metadata
 
 REJECT_LINE_CAP = 2000
 REJECTS_PER_FILE_CAP = 10_000  # beyond this, rejects are counted but their text is not kept
-
-_MAX_OFFSET = 1 << schema.LINE_OFFSET_BITS
 
 
 def utcnow() -> datetime:
@@ -48,11 +47,6 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-def _check_offset(top: int) -> None:
-    if top >= _MAX_OFFSET:
-        raise StoreError(f"a line offset beyond {_MAX_OFFSET:,} bytes: files over 1 TiB are not supported")
 
 
 @dataclass(frozen=True)
@@ -184,7 +178,7 @@ class Store:
         """
         try:
             with self.engine.begin() as conn:
-                inserted = self._insert_requests(conn, source, file_id, parsed)
+                inserted = insert_requests(conn, self._dicts, source, file_id, parsed)
                 kept = self._insert_rejects(conn, source, file_id, rejects) if rejects else 0
                 if checkpoint is not None:
                     if isinstance(parsed, SqliteRows):
@@ -202,64 +196,6 @@ class Store:
             raise
         self._dicts.commit()
         return BatchResult(inserted, len(parsed) - inserted, kept)
-
-    def _insert_requests(
-        self, conn: Connection, source: str, file_id: int, parsed: Sequence[tuple[int, Request]] | SqliteRows
-    ) -> int:
-        """Insert the rows not stored yet and add exactly those to the rollups.
-
-        The rollups are the aggregate of this file's id range after the insert minus before it, taken
-        while this transaction holds the writer's lock (SQLite's write lock, a per-file advisory lock on
-        PostgreSQL), so a replayed line is neither stored nor counted twice.
-        """
-        from monitor.store import views
-
-        if not parsed:
-            return 0
-        prepared = parsed if isinstance(parsed, SqliteRows) else sqlite_rows(source, file_id, parsed)
-        _check_offset(prepared.max_offset)
-        rows = prepared.rows
-        if not self.is_sqlite:
-            rows = [_no_nul_row(r) for r in rows]
-        d = self._dicts
-        sid = d.ids(conn, "source", (source,))[source]
-        cid = d.ids(conn, "client", {r[2] for r in rows})
-        eid = d.ids(conn, "endpoint", {(r[3], r[4]) for r in rows})
-        agents = {r[8] for r in rows}
-        agents.discard(None)
-        aid: dict[str | None, int | None] = {None: None, **d.ids(conn, "agent", agents)}
-        values = [
-            (i, ts, cid[ip], eid[(m, p)], st, lat, size, aid[ua], fwd, peer, sid)
-            for i, ts, ip, m, p, st, lat, size, ua, fwd, peer in rows
-        ]
-        base = file_id << schema.LINE_OFFSET_BITS
-        lo, hi = base | prepared.min_offset, base | prepared.max_offset
-        if self.is_sqlite:
-            # Take the write lock now (a no-op write), so nothing can change this range until commit.
-            conn.exec_driver_sql("UPDATE meta SET value = value WHERE key = 'schema_version'")
-        else:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(f)s)", {"f": file_id})
-        r = schema.request_rows
-        present = conn.execute(select(func.count()).select_from(r).where(r.c.id.between(lo, hi))).scalar_one()
-        before = views.aggregate(conn, lo, hi) if present else ({}, {})
-        if self.is_sqlite:
-            # The hot path: the raw DBAPI cursor is ~2x faster than Core's insert() with dicts.
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            cur = raw.cursor()
-            changes = raw.total_changes
-            cur.executemany(_SQLITE_INSERT, values)
-            inserted = int(raw.total_changes - changes)
-            cur.close()
-        else:
-            stmt = postgresql.insert(r).on_conflict_do_nothing(index_elements=["id"])
-            names = [c.name for c in r.columns]
-            result = conn.execute(stmt.returning(r.c.id), [dict(zip(names, v, strict=True)) for v in values])
-            inserted = len(result.fetchall())
-        if inserted:
-            after = views.aggregate(conn, lo, hi)
-            views.apply(conn, *(views.subtract(after, before) if present else after))
-        return inserted
 
     def _insert_rejects(
         self, conn: Connection, source: str, file_id: int, rejects: Sequence[tuple[int, str, str]]
@@ -471,20 +407,3 @@ class Store:
         a = schema.approvals
         with self.engine.begin() as conn:
             return bool(conn.execute(a.delete().where(a.c.network == network)).rowcount)
-
-
-_SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO request_rows (id, ts, client_id, endpoint_id, status, latency_ms, bytes_sent, "
-    "agent_id, forwarded_for, peer_ip, source_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-_TEXT_FIELDS = (2, 3, 4, 8, 9, 10)  # client_ip, method, path, user_agent, forwarded_for, peer_ip
-
-
-def _no_nul_row(row: tuple[Any, ...]) -> Any:
-    # PostgreSQL text cannot hold NUL; Go-unquoted paths can. Keep it visible instead.
-    if not any(isinstance(row[i], str) and "\x00" in row[i] for i in _TEXT_FIELDS):
-        return row
-    return tuple(
-        v.replace("\x00", "\\x00") if i in _TEXT_FIELDS and isinstance(v, str) else v
-        for i, v in enumerate(row)
-    )
