@@ -189,7 +189,9 @@ def rerun_completes(cli: CliRunner, config: Path, n: int, stored: int) -> None:
 def test_a_stopped_ingest_leaves_no_worker_and_resumes_exactly(
     cli: CliRunner, tmp_path: Path, how: str
 ) -> None:
-    n = 160_000  # about 17 MB: over the size that starts a worker
+    # About 43 MB, eight batches: over the size that starts a worker, and long enough that the
+    # signal lands while batches remain (with four, the writer could store the last three first).
+    n = 400_000
     proc, db, config = ingest_until_rows(tmp_path, n, own_group=True)
     worker_pids = workers_of(proc.pid)
     assert worker_pids, "no parse worker was running"
