@@ -341,7 +341,13 @@ class Pipeline:
         if not dm.due(now, self.last_trained, every):
             self._next_train_check = self.last_trained + every if self.last_trained else None
             return
-        result = self.train(now)
+        from monitor.core.errors import ModelError
+
+        try:
+            result = self.train(now)
+        except ModelError as exc:  # the training process failed: rules and the current model go on
+            log.warning("retraining failed (tried again when the next window closes): %s", exc)
+            result = None
         if result is None:  # not enough history yet: look again when the next window has closed
             self._next_train_check = floor_time(now, self.window) + self.window + GRACE
 
@@ -372,11 +378,10 @@ class Pipeline:
                 self.status["detector"] = "rules-only"
             return None
         det = self.settings.detector
-        model = dm.Detector(
-            threshold_quantile=det.threshold_quantile,
-            guard_factor=det.guard_factor,
-            random_state=det.random_state,
-        ).fit(frame, groups=groups)
+        from monitor.detect import training  # fits in a child process: no scikit-learn here
+
+        params = {"threshold_quantile": det.threshold_quantile, "guard_factor": det.guard_factor}
+        model = training.fit(frame, groups, {**params, "random_state": det.random_state})
         start, end = info["first"], info["last"] + self.window
         rows = groups
         try:

@@ -21,6 +21,7 @@ from monitor.store import Store
 from monitor.store import detect_queries as q
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from monitor.detect.features import Profile
@@ -153,13 +154,13 @@ def score_recent(
 
 def training_set(
     store: Store, known: Any, since: datetime, until: datetime
-) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """The stored windows of known sources in [since, until) that were not anomalous, as a feature
-    frame (read a chunk at a time), their client IPs, and counts: used, unknown, anomalous, first, last."""
+    matrix (FEATURE_NAMES columns, read a chunk at a time), their client IPs, and counts: used,
+    unknown, anomalous, first, last."""
     import json
 
     import numpy as np
-    import pandas as pd
 
     from monitor.detect import features as feat
 
@@ -192,7 +193,7 @@ def training_set(
             blocks.append(np.asarray(block, dtype=float))
     info["used"] = len(groups)
     matrix = np.vstack(blocks) if blocks else np.zeros((0, len(names)))
-    return pd.DataFrame(matrix, columns=names), groups, info
+    return matrix, groups, info
 
 
 def too_few_reason(

@@ -278,10 +278,7 @@ def counts_by_source(store: Store, since: datetime, until: datetime) -> dict[str
 
 def window_states(store: Store, since: datetime, until: datetime) -> dict[datetime, int]:
     """Return window start -> requests stored when it was computed, for windows in [since, until)."""
-    from monitor.store.window_schema import ensure, window_state
-
-    ensure(store)
-    w = window_state
+    w = s.window_state
     stmt = select(w.c.window_start, w.c.requests).where(w.c.window_start >= since, w.c.window_start < until)
     with store.engine.connect() as conn:
         out = {as_utc(ts): int(n) for ts, n in conn.execute(stmt)}
@@ -306,9 +303,8 @@ def mark_windows(store: Store, states: dict[datetime, int], now: datetime) -> No
 
 def _mark(conn: Any, store: Store, states: dict[datetime, int], now: datetime | None) -> None:
     from monitor.store import utcnow
-    from monitor.store.window_schema import ensure, window_state
 
-    ensure(store)
+    window_state = s.window_state
     dialect = sqlite if store.is_sqlite else postgresql
     stmt = dialect.insert(window_state)
     stmt = stmt.on_conflict_do_update(
@@ -327,9 +323,7 @@ def window_clients(store: Store, start: datetime) -> set[str]:
 
 def delete_windows(store: Store, since: datetime, until: datetime) -> int:
     """Delete the feature rows and window states of [since, until) (`train --rebuild-windows`)."""
-    from monitor.store.window_schema import ensure, window_state
-
-    ensure(store)
+    window_state = s.window_state
     w = s.windows
     with store.engine.begin() as conn:
         n = conn.execute(w.delete().where(w.c.window_start >= since, w.c.window_start < until)).rowcount
