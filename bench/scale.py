@@ -203,7 +203,10 @@ def main() -> None:
             wall = statistics.median(r[0] for r in runs)
             cpu = statistics.median(r[1] for r in runs)
             rss = max(r[2] for r in runs)
-            floors_run = [measure(["sqlite3", str(db), sql.get(name) or sql[name.split(" --")[0]]]) for _ in range(args.repeat)]
+            floors_run = [
+                measure(["sqlite3", str(db), sql.get(name) or sql[name.split(" --")[0]]])
+                for _ in range(args.repeat)
+            ]
             f_wall = statistics.median(r[0] for r in floors_run)
             f_cpu = max(statistics.median(r[1] for r in floors_run), 0.01)
             print(
