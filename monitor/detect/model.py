@@ -19,11 +19,9 @@ imported by `fit` (and to read a model of the old pickled format, `detector.jobl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import platform
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from monitor import __version__
 from monitor.core.errors import ModelError
 from monitor.detect.features import COUNT_FEATURES, FEATURE_NAMES, FEATURES, format_value
 from monitor.detect.forest import Forest, pack, unpack
+from monitor.detect.frame import Windows
+from monitor.detect.model_meta import sha256, versions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +62,15 @@ GUARDED: dict[str, float] = {
 EXPLAINERS: tuple[str, ...] = tuple(f for f in FEATURE_NAMES if f not in ("burstiness", "source_age_days"))
 OWN_MIN_WINDOWS = (
     2  # windows a source needs in training before it gets its own baseline (a daily job has 1 a day)
+)
+PARAMS = (
+    "n_estimators",
+    "max_samples",
+    "threshold_quantile",
+    "guard_factor",
+    "random_state",
+    "features",
+    "log_features",
 )
 MARGIN = 1.25  # a feature must exceed its typical value by this factor to count as unusual
 
@@ -103,18 +111,7 @@ class Detector:
         self.log_features = log_features
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "n_estimators",
-                "max_samples",
-                "threshold_quantile",
-                "guard_factor",
-                "random_state",
-                "features",
-                "log_features",
-            )
-        }
+        return {k: getattr(self, k) for k in PARAMS}
 
     # --- learning -------------------------------------------------------------------------------
     def _matrix(self, X: Any) -> np.ndarray:
@@ -127,6 +124,12 @@ class Detector:
         return m
 
     def _raw(self, X: Any) -> np.ndarray:
+        if isinstance(X, Windows):
+            X = (
+                np.column_stack([X.column(f) for f in self.features])
+                if len(X)
+                else np.zeros((0, len(self.features)))
+            )
         if isinstance(X, np.ndarray):
             if X.ndim != 2 or X.shape[1] != len(self.features):
                 raise ModelError(f"feature matrix has shape {X.shape}, expected (n, {len(self.features)})")
@@ -202,8 +205,9 @@ class Detector:
         return self.trees_.score_samples(self._matrix(X))  # equal to IsolationForest's (a test checks it)
 
     # --- judging ----------------------------------------------------------------------------------
-    def assess(self, X: pd.DataFrame) -> list[Finding]:
-        """Score every row of a feature frame indexed by (client_ip, window_start); explain each."""
+    def assess(self, X: Windows | pd.DataFrame) -> list[Finding]:
+        """Score every row of window features (a Windows, or a frame indexed by (client_ip,
+        window_start)); explain each."""
         self._check_fitted()
         if len(X) == 0:
             return []
@@ -240,7 +244,10 @@ class Detector:
         forest_flag = (scores < self.threshold_) & (surprise.max(axis=1) > 0)
         anomalous = forest_flag | guard_hits.any(axis=1)
         findings = []
-        starts = list(X.index.get_level_values(1).to_pydatetime()) if X.index.nlevels > 1 else [None] * len(X)
+        starts = [None] * len(X)
+        if X.index.nlevels > 1:
+            level = X.index.get_level_values(1)
+            starts = list(level) if isinstance(level, list) else list(level.to_pydatetime())
         score_list, flagged = scores.tolist(), anomalous.tolist()
         for i in range(len(X)):
             if not flagged[i]:  # ordinary windows need no explanation (and skipping it keeps batches fast)
@@ -286,33 +293,6 @@ def due(now: datetime, last_trained: datetime | None, every: timedelta = timedel
 
 
 # --- persistence ------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    """Library versions, read from the installed distributions (importing scikit-learn costs ~1 s)."""
-    from importlib import metadata
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "scikit-learn": version("scikit-learn"),
-        "numpy": np.__version__,
-        "pandas": version("pandas"),
-        "python": platform.python_version(),
-        "ollama-monitor": __version__,
-    }
-
-
 def to_arrays(detector: Detector) -> dict[str, np.ndarray]:
     """The learned state as named arrays (the saved form, and what a training child sends back)."""
     detector._check_fitted()
@@ -358,11 +338,11 @@ def save(
         tmp_model = folder / (MODEL_FILE + ".tmp")
         with tmp_model.open("wb") as fh:
             np.savez_compressed(fh, allow_pickle=False, **to_arrays(detector))
-        checksum = _sha256(tmp_model)
+        checksum = sha256(tmp_model)
         meta = {
             "format": FORMAT_VERSION,
             "trained_at": trained_at.astimezone(UTC).isoformat(),
-            "versions": _versions(),
+            "versions": versions(),
             "features": list(detector.features),
             "feature_descriptions": {f: FEATURES.get(f, "") for f in detector.features},
             "transforms": {"log1p": [f for f in detector.features if f in detector.log_features]},
@@ -442,12 +422,12 @@ def load(
     model_path = folder / str(meta.get("model_file", OLD_MODEL_FILE if old else MODEL_FILE))
     if not model_path.is_file():
         raise ModelError(f"model file {model_path} is missing", hint=retrain)
-    if _sha256(model_path) != meta.get("sha256"):
+    if sha256(model_path) != meta.get("sha256"):
         raise ModelError(
             f"model file {model_path} does not match its checksum (corrupt or replaced)", hint=retrain
         )
     notes = []
-    current = _versions()
+    current = versions()
     saved_versions = meta.get("versions") or {}
     for lib in ("scikit-learn", "numpy") if old else ("numpy",):
         if saved_versions.get(lib) != current[lib]:
