@@ -51,6 +51,7 @@ class Forest:
         self.max_samples = float(max_samples)
         self.depth = int(depth)
         self.n_features = int(n_features)
+        self._interleaved: np.ndarray | None = None
 
     @classmethod
     def from_sklearn(cls, forest: Any) -> Forest:
@@ -101,18 +102,29 @@ class Forest:
             raise ValueError(f"expected a matrix of {self.n_features} columns, got shape {x.shape}")
         total = np.zeros(len(x))
         trees = len(self.roots)
+        children = self._children()
         for lo in range(0, len(x), ROWS_PER_STEP):
             part = x[lo : lo + ROWS_PER_STEP]
-            rows = np.repeat(np.arange(len(part)), trees)
+            base = np.repeat(np.arange(len(part), dtype=np.int64) * part.shape[1], trees)
             node = np.tile(self.roots, len(part))
             flat = part.ravel()
-            width = part.shape[1]
             for _ in range(self.depth):
-                value = flat[rows * width + self.feature[node]]
-                node = np.where(value <= self.threshold[node], self.left[node], self.right[node])
+                right = ~(
+                    flat[base + self.feature[node]] <= self.threshold[node]
+                )  # NaN goes right, as in sklearn
+                node = children[2 * node + right]
             total[lo : lo + len(part)] = self.path[node].reshape(len(part), trees).sum(axis=1)
         denominator = trees * avg_path_length(self.max_samples)
         return np.asarray(-(2.0 ** (-total / denominator)) if denominator else -np.ones(len(x)))
+
+    def _children(self) -> np.ndarray:
+        """Left and right child of every node, interleaved: node n goes to [2n] or [2n + 1]."""
+        both = self._interleaved
+        if both is None:
+            both = np.empty(2 * len(self.left), dtype=np.int64)
+            both[0::2], both[1::2] = self.left, self.right
+            self._interleaved = both
+        return both
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {name: getattr(self, name) for name in ARRAYS}
