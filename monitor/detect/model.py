@@ -141,12 +141,15 @@ class Detector:
             m = X[list(self.features)].to_numpy(dtype=float, copy=True)
         return np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def fit(self, X: Any, groups: Sequence[str] | None = None) -> Detector:
+    def fit(
+        self, X: Any, groups: Sequence[Any] | None = None, group_names: Sequence[str] | None = None
+    ) -> Detector:
         """Learn from a feature frame (one row per window; or a matrix of the feature columns in order).
         Return self. Imports scikit-learn (and with it pandas): the daemon fits in a child process
         (monitor.detect.training), so that it never loads them.
 
-        `groups` (the client IP of each row; default: level 0 of a MultiIndex, if any) gives each source
+        `groups` (the client IP of each row, or its code into `group_names`; default: level 0 of a
+        MultiIndex, if any) gives each source
         with at least OWN_MIN_WINDOWS windows its own p99 baseline: a window is only unusual where it
         exceeds both the p99 of all sources and the source's own.
         """
@@ -170,8 +173,11 @@ class Detector:
         if groups is None and getattr(getattr(X, "index", None), "nlevels", 1) > 1:
             groups = [str(v) for v in X.index.get_level_values(0)]
         self.source_p99_: dict[str, np.ndarray] = {}
-        if groups is not None:
+        if groups is not None and group_names is not None:  # groups are codes into group_names
+            labels, codes = np.asarray(group_names, dtype=str), np.asarray(groups, dtype=np.int64)
+        elif groups is not None:
             labels, codes = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        if groups is not None:
             order = np.argsort(codes, kind="stable")
             bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
             for k, ip in enumerate(labels.tolist()):
