@@ -101,6 +101,18 @@ class Profile:
                 prof.first_seen[ip] = ts
         return prof
 
+    @classmethod
+    def from_hours(
+        cls, counts: Iterable[tuple[str, int, int]], first_seen: Mapping[str, datetime] | None = None
+    ) -> Profile:
+        """Build a profile from (client_ip, hour of day, active windows) counts: the same profile as
+        `from_windows` of those windows when first_seen covers every client (the store's first windows)."""
+        prof = cls()
+        for ip, hour, n in counts:
+            prof.hours.setdefault(ip, [0] * 24)[hour] += n
+        prof.first_seen.update(first_seen or {})
+        return prof
+
     def add(self, ip: str, start: datetime) -> None:
         counts = self.hours.get(ip)
         if counts is None:

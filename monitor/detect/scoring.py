@@ -93,10 +93,11 @@ def missing_windows(
 
 
 def build_profile(store: Store, since: datetime, until: datetime | None = None) -> Profile:
-    """The history features' memory from the feature rows in [since, until), streamed."""
+    """The history features' memory from the feature rows in [since, until): active windows per
+    (client, hour of day) counted in SQL, and every client's first window."""
     from monitor.detect.features import Profile
 
-    return Profile.from_windows(q.iter_activity(store, since, until), q.first_windows(store))
+    return Profile.from_hours(q.hour_activity(store, since, until), q.first_windows(store))
 
 
 def score_recent(
