@@ -3,7 +3,7 @@
 Features come from three simulated weeks (monitor.service.simulate -> monitor.detect.features); the detector is
 trained on them, then 10,000 windows (resampled, some inflated) are scored, in the same run, by:
 1. the baseline: `IsolationForest.score_samples` of the fitted forest on the transformed matrix;
-2. `Detector.score_samples` (the same numbers, from precomputed per-node path lengths);
+2. `Detector.score_samples` (the same numbers, from the numpy form of the trees, monitor.detect.forest);
 3. `Detector.assess` (scores + guards + explanations for every window), and
 4. single-window calls of both (the daemon scores each closed window's handful of rows).
 

@@ -137,15 +137,85 @@ def test_corrupt_mismatched_or_missing_models_are_refused(tmp_path: Path, fitted
 def test_version_mismatch_warns(
     tmp_path: Path, fitted: dm.Detector, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The saved arrays are read by numpy: a numpy version change warns; scikit-learn's does not
+    matter to a model that is scored without it."""
     dm.save(fitted, tmp_path, trained_at=T0)
     meta_path = tmp_path / dm.META_FILE
     meta = json.loads(meta_path.read_text())
-    meta["versions"]["scikit-learn"] = "0.1"
+    meta["versions"]["numpy"] = "0.1"
+    meta["versions"]["scikit-learn"] = "0.2"
     meta_path.write_text(json.dumps(meta))
     with caplog.at_level(logging.WARNING, logger="monitor.detect.model"):
         _model, loaded = dm.load(tmp_path)
-    assert any("scikit-learn 0.1" in w for w in loaded["warnings"])
-    assert "scikit-learn 0.1" in caplog.text
+    assert any("numpy 0.1" in w for w in loaded["warnings"])
+    assert "numpy 0.1" in caplog.text
+    assert not any("scikit-learn" in w for w in loaded["warnings"])
+
+
+def test_loaded_model_scores_like_scikit_learn_without_importing_it(
+    tmp_path: Path, fitted: dm.Detector
+) -> None:
+    """The saved form is numpy arrays (no pickle): a fresh process loads and scores it with neither
+    scikit-learn nor pandas imported, and its scores equal IsolationForest.score_samples."""
+    import subprocess
+    import sys
+
+    dm.save(fitted, tmp_path, trained_at=T0)
+    assert (tmp_path / "detector.npz").is_file() and not (tmp_path / "detector.joblib").exists()
+    probe = training_frame(300, seed=11)
+    probe["requests"] *= np.linspace(0.2, 80, 300)
+    np.save(tmp_path / "probe.npy", fitted._matrix(probe))
+    code = (
+        "import sys, numpy as np\n"
+        "from monitor.detect import model as dm\n"
+        f"det, meta = dm.load({str(tmp_path)!r})\n"
+        f"np.save({str(tmp_path / 'ours.npy')!r}, det.trees_.score_samples(np.load({str(tmp_path / 'probe.npy')!r})))\n"
+        "print(sorted(m for m in ('sklearn', 'pandas', 'joblib', 'scipy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    ours = np.load(tmp_path / "ours.npy")
+    theirs = fitted.forest_.score_samples(fitted._matrix(probe))
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+def test_a_model_of_the_old_pickled_format_still_loads(tmp_path: Path, fitted: dm.Detector) -> None:
+    """Models saved before the numpy format (format 1: `detector.joblib`, the Detector pickled with
+    joblib, the metadata naming it) load as before, with a warning to retrain; retraining replaces it."""
+    import hashlib
+
+    import joblib
+
+    joblib.dump(fitted, tmp_path / "detector.joblib")
+    meta = dm.save(fitted, tmp_path / "new", trained_at=T0)
+    meta.update(format=1, model_file="detector.joblib")
+    meta["sha256"] = hashlib.sha256((tmp_path / "detector.joblib").read_bytes()).hexdigest()
+    (tmp_path / dm.META_FILE).write_text(json.dumps(meta))
+    loaded, meta2 = dm.load(tmp_path)
+    probe = training_frame(80, seed=3)
+    np.testing.assert_array_equal(loaded.score_samples(probe), fitted.score_samples(probe))
+    assert any("old format" in w and "retrain" in w for w in meta2["warnings"])
+    dm.save(loaded, tmp_path, trained_at=T0)
+    assert not (tmp_path / "detector.joblib").exists()
+    again, meta3 = dm.load(tmp_path)
+    assert meta3["warnings"] == [] and meta3["format"] == 2
+    np.testing.assert_array_equal(again.score_samples(probe), fitted.score_samples(probe))
+
+
+def test_a_damaged_array_file_is_refused(tmp_path: Path, fitted: dm.Detector) -> None:
+    """Arrays that do not make a forest (a child pointing outside the nodes) are a ModelError, not a crash."""
+    import hashlib
+
+    dm.save(fitted, tmp_path, trained_at=T0)
+    arrays = dict(np.load(tmp_path / dm.MODEL_FILE))
+    arrays["tree_left"] = arrays["tree_left"] + 10**9
+    with (tmp_path / dm.MODEL_FILE).open("wb") as fh:
+        np.savez(fh, **arrays)
+    meta = json.loads((tmp_path / dm.META_FILE).read_text())
+    meta["sha256"] = hashlib.sha256((tmp_path / dm.MODEL_FILE).read_bytes()).hexdigest()
+    (tmp_path / dm.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="cannot be loaded.*left points outside"):
+        dm.load(tmp_path)
 
 
 def test_pipeline_falls_back_to_rules_only_on_a_corrupt_model(

@@ -40,7 +40,7 @@ def test_chunked_windows_equal_pandas_compute() -> None:
         for i in range(0, len(rows), 7):  # small chunks: clients span chunk boundaries
             acc.add(rows[i : i + 7])
         parts.append(acc.result(profile))
-    got = pd.concat(parts)
+    got = pd.concat([p.to_pandas() for p in parts])
     assert list(got.index) == list(expected.index)
     # 1e-6: compute() takes gaps of epoch seconds as floats (rounding ~1e-7 s); this takes integer micros.
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-6)
@@ -68,7 +68,7 @@ def test_a_flood_keeps_bounded_latency_values_and_exact_counts() -> None:
             ]
         )
         assert acc.kept <= 1_000
-    out = acc.result().iloc[0]
+    out = acc.result().to_pandas().iloc[0]
     assert out["requests"] == 20_000 and out["distinct_paths"] == 20_000 and out["error_4xx_ratio"] == 1
     assert out["latency_max_ms"] == lat.max()
     assert abs(out["latency_p50_ms"] / np.quantile(lat, 0.5) - 1) < 0.05

@@ -54,7 +54,7 @@ def test_status_model_states_and_stuck_daemon(tmp_path: Path) -> None:
     assert data["model"]["trained"] is True and data["model"]["windows"] == 400
     assert data["model"]["trained_at"].startswith("2026-01-05")
 
-    with (models / "detector.joblib").open("ab") as fh:  # corrupt the model file
+    with (models / dm.MODEL_FILE).open("ab") as fh:  # corrupt the model file
         fh.write(b"tampered")
     _, data = status(tmp_path, cfg)
     assert data["model"]["trained"] is False and "checksum" in data["model"]["note"]

@@ -143,7 +143,15 @@ def check_migrated(url: str, rows: list[dict[str, Any]]) -> None:
             ]
             tables = {
                 name: conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
-                for name in ("files", "checkpoints", "rejects", "approvals", "alerts", "windows")
+                for name in (
+                    "files",
+                    "checkpoints",
+                    "rejects",
+                    "approvals",
+                    "alerts",
+                    "windows",
+                    "window_state",
+                )
             }
             rollup = conn.execute(
                 text("SELECT sum(requests), sum(errors_4xx), sum(ok) FROM client_days")
@@ -159,6 +167,7 @@ def check_migrated(url: str, rows: list[dict[str, Any]]) -> None:
             "approvals": 1,
             "alerts": 1,
             "windows": 1,
+            "window_state": 0,  # created by the migration, empty: schema 1 kept no window states
         }
         assert tuple(rollup) == (
             len(rows),
@@ -180,6 +189,17 @@ def check_migrated(url: str, rows: list[dict[str, Any]]) -> None:
         assert new.inserted == 1 and store.count_requests() == len(rows) + 1
         clients = {c.client_ip: c.requests for c in aq.clients_since(store, T0 - timedelta(days=1))}
         assert clients["10.0.0.1"] == sum(1 for r in rows if r["client_ip"] == "10.0.0.1") + 1
+        # The schema-1 window (feature rows, no state) is adopted as it is, not computed again, and its
+        # state is the count of requests stored in it; a request stored in it later makes it due again.
+        from monitor.detect.scoring import missing_windows
+        from monitor.store import detect_queries as dq
+
+        hour = timedelta(hours=1)
+        assert missing_windows(store, T0, T0 + hour, hour) == ([], {})
+        assert dq.window_states(store, T0, T0 + hour) == {T0: dq.count_in(store, T0, T0 + hour)} == {T0: 3}
+        assert dq.load_windows(store, T0, T0 + hour)[0]["features"] == {"requests": 3}
+        store.add_batch("nginx", 1, [(8, Request(T0 + timedelta(minutes=5), "10.0.0.1", "GET", "/", 200))])
+        assert missing_windows(store, T0, T0 + hour, hour) == ([T0], {T0: 4})
 
 
 def test_sqlite_v1_database_migrates_in_place(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ the source is. That memory is a `Profile` (hour-of-day activity counts and first
 updated window by window in time order so a window never sees itself or the future. Hours are UTC:
 a source's own rhythm is what matters, not the zone it is expressed in.
 
-pandas 3 semantics: copy-on-write, `str` dtype, lower-case frequency aliases (`min`, `h`).
+pandas 3 semantics: copy-on-write, `str` dtype, lower-case frequency aliases (`min`, `h`). pandas is
+imported by the functions that use it, so the names and the Profile cost no pandas (the model imports them).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from monitor.core.endpoints import Category, classify, normalise
 from monitor.core.records import Request
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FEATURES: dict[str, str] = {
     "requests": "Requests in the window.",
@@ -98,6 +101,18 @@ class Profile:
                 prof.first_seen[ip] = ts
         return prof
 
+    @classmethod
+    def from_hours(
+        cls, counts: Iterable[tuple[str, int, int]], first_seen: Mapping[str, datetime] | None = None
+    ) -> Profile:
+        """Build a profile from (client_ip, hour of day, active windows) counts: the same profile as
+        `from_windows` of those windows when first_seen covers every client (the store's first windows)."""
+        prof = cls()
+        for ip, hour, n in counts:
+            prof.hours.setdefault(ip, [0] * 24)[hour] += n
+        prof.first_seen.update(first_seen or {})
+        return prof
+
     def add(self, ip: str, start: datetime) -> None:
         counts = self.hours.get(ip)
         if counts is None:
@@ -116,6 +131,8 @@ class Profile:
 
 def requests_frame(rows: Iterable[Request | Mapping[str, Any]]) -> pd.DataFrame:
     """Given Requests (or dicts with the same keys, as Store.iter_requests yields), return a DataFrame."""
+    import pandas as pd
+
     items = list(rows)
     if items and isinstance(items[0], Request):
         columns = list(zip(*items, strict=True))  # Request fields start with COLUMNS, in that order
@@ -190,6 +207,8 @@ def compute(
     `groupby([ip, ts.dt.floor(...)])`; the aggregates are numpy over its group codes, which keeps a
     call on one hour of traffic at a few milliseconds.
     """
+    import pandas as pd
+
     if frame.empty:
         empty = pd.DataFrame(columns=list(FEATURE_NAMES), dtype=float)
         empty.index = pd.MultiIndex.from_arrays([[], []], names=["client_ip", "window_start"])

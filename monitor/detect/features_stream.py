@@ -4,8 +4,9 @@
 (`add(rows)`, rows being tuples in the order of ROW_COLUMNS, as `detect_queries.iter_window_rows`
 yields them), and keeps only per-client counters between chunks: no request is held once its chunk is
 folded in. `result(profile)` returns the same frame as `features.compute` would for those requests
-(one row per client, FEATURE_NAMES columns; a test checks it), so the daemon, `train` and `score`
-compute a window's features in one way whatever its size.
+(one row per client, FEATURE_NAMES columns; a test checks it), as a `monitor.detect.frame.Windows`,
+so the daemon, `train` and `score` compute a window's features in one way whatever its size, with
+numpy only (no pandas in the daemon).
 
 Bounds, so that a flood cannot grow the process: the latency values kept for the quantiles are at most
 VALUE_BUDGET for the whole window (past that, the largest client's sorted values are halved, every
@@ -15,15 +16,16 @@ exactly), and the distinct routes and user agents counted per client saturate at
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from monitor.core.endpoints import classify, normalise
 from monitor.detect.features import _CAT_CODES, FEATURE_NAMES, Profile, _quantiles
+from monitor.detect.frame import Windows
 
 ROW_COLUMNS = ("ts", "client_ip", "path", "status", "latency_ms", "bytes_sent", "user_agent")
 VALUE_BUDGET = 2_000_000  # latency values kept per window (16 MB of float64)
@@ -92,17 +94,8 @@ class WindowAccumulator:
             return
         self.rows += len(rows)
         ts, ips, paths, status, latency, sent, agents = (list(c) for c in zip(*rows, strict=True))
-        if isinstance(ts[0], int):  # the store's integer time (microseconds since the epoch)
-            micros = np.asarray(ts, dtype=np.int64)
-        else:
-            iso = isinstance(ts[0], str)  # ISO text, parsed vectorised
-            micros = (
-                pd.to_datetime(pd.Series(ts), utc=True, format="ISO8601" if iso else None)
-                .dt.as_unit("us")
-                .astype("int64")
-                .to_numpy()
-            )
-        local, uniq = pd.factorize(pd.Series(ips, dtype=object).astype(str))
+        micros = _micros(ts)
+        local, uniq = _factorize(ips)
         base = len(self.index)
         gid = np.empty(len(uniq), dtype=np.int64)
         for i, ip in enumerate(uniq):
@@ -110,13 +103,13 @@ class WindowAccumulator:
         if len(self.index) > base:
             self._grow(len(self.index))
         codes = gid[local]
-        pcodes, puniq = pd.factorize(pd.Series(["" if p is None else str(p) for p in paths], dtype=object))
+        pcodes, puniq = _factorize(["" if p is None else str(p) for p in paths])
         info = np.array([self._path_info(str(p)) for p in puniq], dtype=np.int64).reshape(-1, 2)
         cat = info[pcodes, 0]
         route = info[pcodes, 1]
-        st = pd.to_numeric(pd.Series(status, dtype=object), errors="coerce").to_numpy(dtype=float)
-        lat = pd.to_numeric(pd.Series(latency, dtype=object), errors="coerce").to_numpy(dtype=float)
-        by = pd.to_numeric(pd.Series(sent, dtype=object), errors="coerce").fillna(0).to_numpy(dtype=float)
+        st = _floats(status)
+        lat = _floats(latency)
+        by = np.nan_to_num(_floats(sent), nan=0.0)
         n = len(self.index)
 
         def count(mask: np.ndarray) -> np.ndarray:
@@ -135,9 +128,9 @@ class WindowAccumulator:
         )
         self.bytes += np.bincount(codes, weights=by, minlength=n)
         self._distinct(self.routes, codes, route)
-        acodes, auniq = pd.factorize(pd.Series(agents, dtype=object), use_na_sentinel=True)
+        acodes, auniq = _factorize(agents)
         aids = np.array([hash(str(a)) for a in auniq], dtype=np.int64)
-        ok = acodes >= 0
+        ok = np.array([a is not None for a in auniq], dtype=bool)[acodes] if len(auniq) else acodes >= 0
         self._distinct(self.agents, codes[ok], aids[acodes[ok]])
         self._gaps(codes, micros)
         self._latency(codes, lat)
@@ -202,13 +195,11 @@ class WindowAccumulator:
     # --- the result ----------------------------------------------------------------------------------
     def result(
         self, profile: Profile | None = None, *, cap_days: float = 14.0, update_profile: bool = True
-    ) -> pd.DataFrame:
-        """Return the window's feature frame, indexed by (client_ip, window_start), sorted by client."""
+    ) -> Windows:
+        """Return the window's features, one row per (client_ip, window_start), sorted by client."""
         ips = sorted(self.index, key=lambda ip: ip)
         if not ips:
-            empty = pd.DataFrame(columns=list(FEATURE_NAMES), dtype=float)
-            empty.index = pd.MultiIndex.from_arrays([[], []], names=["client_ip", "window_start"])
-            return empty
+            return Windows([], [], np.zeros((0, len(FEATURE_NAMES))), FEATURE_NAMES)
         profile = profile if profile is not None else Profile()
         idx = np.array([self.index[ip] for ip in ips])
         counts = self.counts[idx]
@@ -240,27 +231,58 @@ class WindowAccumulator:
             age[k] = min(cap_days, max(0.0, (start - first) / timedelta(days=1)))
             if update_profile:
                 profile.add(ip, start)
-        frame = pd.DataFrame(
-            {
-                "requests": req,
-                "inference": counts[:, 1],
-                "enumeration": counts[:, 2],
-                "management": counts[:, 3],
-                "other": counts[:, 4],
-                "distinct_paths": [float(len(self.routes[g])) for g in idx.tolist()],
-                "error_4xx_ratio": counts[:, 5] / req,
-                "error_5xx_ratio": counts[:, 6] / req,
-                "latency_p50_ms": quant[:, 0],
-                "latency_p95_ms": quant[:, 1],
-                "latency_max_ms": quant[:, 2],
-                "bytes_sent": self.bytes[idx],
-                "user_agents": [float(len(self.agents[g])) for g in idx.tolist()],
-                "burstiness": burst,
-                "hour_rarity": rarity,
-                "source_age_days": age,
-            },
-            index=pd.MultiIndex.from_arrays(
-                [ips, pd.DatetimeIndex([pd.Timestamp(start)] * len(ips))], names=["client_ip", "window_start"]
-            ),
-        )
-        return frame[list(FEATURE_NAMES)].astype(float)
+        columns = {
+            "requests": req,
+            "inference": counts[:, 1],
+            "enumeration": counts[:, 2],
+            "management": counts[:, 3],
+            "other": counts[:, 4],
+            "distinct_paths": np.array([float(len(self.routes[g])) for g in idx.tolist()]),
+            "error_4xx_ratio": counts[:, 5] / req,
+            "error_5xx_ratio": counts[:, 6] / req,
+            "latency_p50_ms": quant[:, 0],
+            "latency_p95_ms": quant[:, 1],
+            "latency_max_ms": quant[:, 2],
+            "bytes_sent": self.bytes[idx],
+            "user_agents": np.array([float(len(self.agents[g])) for g in idx.tolist()]),
+            "burstiness": burst,
+            "hour_rarity": rarity,
+            "source_age_days": age,
+        }
+        values = np.column_stack([np.asarray(columns[name], dtype=float) for name in FEATURE_NAMES])
+        return Windows(ips, [start] * len(ips), values, FEATURE_NAMES)
+
+
+def _factorize(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """(code of each value, the distinct values in order of first appearance), None a value like any."""
+    seen: dict[Any, int] = {}
+    codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64, count=len(values))
+    return codes, list(seen)
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    """Numbers as floats, None (and anything that is not a number) as NaN."""
+    try:
+        return np.asarray(values, dtype=float)  # None becomes NaN
+    except (TypeError, ValueError):
+        out = np.full(len(values), np.nan)
+        for i, v in enumerate(values):
+            with contextlib.suppress(TypeError, ValueError):
+                out[i] = float(v)
+        return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(ts: Sequence[Any]) -> np.ndarray:
+    """Microseconds since the epoch: the store's integer time as it is, datetimes and ISO text converted."""
+    if ts and isinstance(ts[0], int):
+        return np.asarray(ts, dtype=np.int64)
+    out = np.empty(len(ts), dtype=np.int64)
+    for i, t in enumerate(ts):
+        when = datetime.fromisoformat(t) if isinstance(t, str) else t
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        out[i] = (when - _EPOCH) // timedelta(microseconds=1)
+    return out

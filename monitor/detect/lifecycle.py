@@ -25,8 +25,7 @@ from monitor.detect.known import KnownSources
 from monitor.store import Store
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from monitor.detect.frame import Windows
     from monitor.detect.model import Detector, Finding
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class ModelLifecycle:
         )
 
     # --- using it ----------------------------------------------------------------------------------
-    def assess(self, frame: pd.DataFrame) -> list[Finding]:
+    def assess(self, frame: Windows) -> list[Finding]:
         """The detector's findings for a window's frame, one per row; none without a model."""
         return self.detector.assess(frame) if self.detector is not None and len(frame) else []
 
@@ -140,11 +139,10 @@ class ModelLifecycle:
             if self.detector is None:
                 self.status["detector"] = "rules-only"
             return None
-        model = dm.Detector(
-            threshold_quantile=det.threshold_quantile,
-            guard_factor=det.guard_factor,
-            random_state=det.random_state,
-        ).fit(frame, groups=groups)
+        from monitor.detect import training  # fits in a child process: no scikit-learn here
+
+        params = {"threshold_quantile": det.threshold_quantile, "guard_factor": det.guard_factor}
+        model = training.fit(frame, groups, {**params, "random_state": det.random_state})
         start, end = info["first"], info["last"] + self.window
         rows = groups
         try:

@@ -9,38 +9,43 @@ forest's scores saturate beyond the training range, so per-feature guards flag a
 anomalous by the forest when at least one feature is also above its training p99, so that every
 anomaly can explain itself as "actual vs typical".
 
-A saved model is two files in the model dir: `detector.joblib` (a trusted local pickle) and
+A saved model is two files in the model dir: `detector.npz` (numpy arrays: the trees in the form of
+monitor.detect.forest, the threshold, the p50/p99 and each source's own p99; read without pickle) and
 `detector.json` (versions, features and order, transforms, training window, rows, threshold,
 SHA-256 of the model file). `load` refuses a checksum or feature mismatch with ModelError and warns
-(logging) on a library version mismatch. scikit-learn is imported here only.
+(logging) on a library version mismatch. Loading and scoring need numpy only; scikit-learn is
+imported by `fit` (and to read a model of the old pickled format, `detector.joblib`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import platform
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from monitor import __version__
 from monitor.core.errors import ModelError
 from monitor.detect.features import COUNT_FEATURES, FEATURE_NAMES, FEATURES, format_value
+from monitor.detect.forest import Forest, pack, unpack
+from monitor.detect.frame import Windows
+from monitor.detect.model_meta import sha256, versions
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "detector.joblib"
+MODEL_FILE = "detector.npz"
+OLD_MODEL_FILE = "detector.joblib"  # format 1: the Detector pickled (loads with scikit-learn)
 META_FILE = "detector.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Features a guard watches (counts and volumes: what an abuser inflates), with a floor for the p99 so
 # that a feature that is almost always 0 in training does not make one stray request an anomaly.
 GUARDED: dict[str, float] = {
@@ -58,37 +63,16 @@ EXPLAINERS: tuple[str, ...] = tuple(f for f in FEATURE_NAMES if f not in ("burst
 OWN_MIN_WINDOWS = (
     2  # windows a source needs in training before it gets its own baseline (a daily job has 1 a day)
 )
+PARAMS = (
+    "n_estimators",
+    "max_samples",
+    "threshold_quantile",
+    "guard_factor",
+    "random_state",
+    "features",
+    "log_features",
+)
 MARGIN = 1.25  # a feature must exceed its typical value by this factor to count as unusual
-
-
-def _avg_path_length(n: float) -> float:
-    """c(n): the average path length of an unsuccessful search in a binary search tree of n points."""
-    if n <= 1:
-        return 0.0
-    if n == 2:
-        return 1.0
-    return 2.0 * (np.log(n - 1.0) + np.euler_gamma) - 2.0 * (n - 1.0) / n
-
-
-def _path_tables(forest: Any) -> list[tuple[Any, np.ndarray | None, np.ndarray]]:
-    """Per tree: (tree_, feature columns or None, path length of each node = depth + c(samples in node))."""
-    tables = []
-    n_features = forest.n_features_in_
-    for est, cols in zip(forest.estimators_, forest.estimators_features_, strict=True):
-        tree = est.tree_
-        depth = np.zeros(tree.node_count)
-        for node in range(tree.node_count):  # children always have larger ids than their parent
-            for child in (tree.children_left[node], tree.children_right[node]):
-                if child != -1:
-                    depth[child] = depth[node] + 1
-        c = np.array([_avg_path_length(float(n)) for n in tree.n_node_samples])
-        use = (
-            None
-            if len(cols) == n_features and np.array_equal(cols, np.arange(n_features))
-            else np.asarray(cols)
-        )
-        tables.append((tree, use, depth + c))
-    return tables
 
 
 @dataclass(frozen=True)
@@ -127,35 +111,45 @@ class Detector:
         self.log_features = log_features
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "n_estimators",
-                "max_samples",
-                "threshold_quantile",
-                "guard_factor",
-                "random_state",
-                "features",
-                "log_features",
-            )
-        }
+        return {k: getattr(self, k) for k in PARAMS}
 
     # --- learning -------------------------------------------------------------------------------
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        missing = [f for f in self.features if f not in X.columns]
-        if missing:
-            raise ModelError(f"feature frame lacks {missing}")
-        m = X[list(self.features)].to_numpy(dtype=float, copy=True)
-        m = np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+    def _matrix(self, X: Any) -> np.ndarray:
+        """The forest's input: the feature columns in order (a frame's, or a matrix already in that
+        order), NaN and infinities as 0, log1p of the count features."""
+        m = self._raw(X).copy()
         for j, f in enumerate(self.features):
             if f in self.log_features:
                 m[:, j] = np.log1p(np.clip(m[:, j], 0, None))
         return m
 
-    def fit(self, X: pd.DataFrame, groups: Sequence[str] | None = None) -> Detector:
-        """Learn from a feature frame (one row per window). Return self.
+    def _raw(self, X: Any) -> np.ndarray:
+        if isinstance(X, Windows):
+            X = (
+                np.column_stack([X.column(f) for f in self.features])
+                if len(X)
+                else np.zeros((0, len(self.features)))
+            )
+        if isinstance(X, np.ndarray):
+            if X.ndim != 2 or X.shape[1] != len(self.features):
+                raise ModelError(f"feature matrix has shape {X.shape}, expected (n, {len(self.features)})")
+            m = X.astype(float)
+        else:
+            missing = [f for f in self.features if f not in X.columns]
+            if missing:
+                raise ModelError(f"feature frame lacks {missing}")
+            m = X[list(self.features)].to_numpy(dtype=float, copy=True)
+        return np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
 
-        `groups` (the client IP of each row; default: level 0 of a MultiIndex, if any) gives each source
+    def fit(
+        self, X: Any, groups: Sequence[Any] | None = None, group_names: Sequence[str] | None = None
+    ) -> Detector:
+        """Learn from a feature frame (one row per window; or a matrix of the feature columns in order).
+        Return self. Imports scikit-learn (and with it pandas): the daemon fits in a child process
+        (monitor.detect.training), so that it never loads them.
+
+        `groups` (the client IP of each row, or its code into `group_names`; default: level 0 of a
+        MultiIndex, if any) gives each source
         with at least OWN_MIN_WINDOWS windows its own p99 baseline: a window is only unusual where it
         exceeds both the p99 of all sources and the source's own.
         """
@@ -170,71 +164,64 @@ class Detector:
             random_state=self.random_state,
             n_jobs=1,
         ).fit(m)
-        self.paths_ = _path_tables(self.forest_)
-        train_scores = self._fast_scores(m)
+        self.trees_ = Forest.from_sklearn(self.forest_)
+        train_scores = self.trees_.score_samples(m)
         self.threshold_ = float(np.quantile(train_scores, self.threshold_quantile))
-        raw = np.nan_to_num(X[list(self.features)].to_numpy(dtype=float))
+        raw = self._raw(X)
         self.p50_ = np.quantile(raw, 0.5, axis=0)
         self.p99_ = np.quantile(raw, 0.99, axis=0)
-        if groups is None and isinstance(X.index, pd.MultiIndex):
+        if groups is None and getattr(getattr(X, "index", None), "nlevels", 1) > 1:
             groups = [str(v) for v in X.index.get_level_values(0)]
         self.source_p99_: dict[str, np.ndarray] = {}
+        if groups is not None and group_names is not None:  # groups are codes into group_names
+            labels, codes = np.asarray(group_names, dtype=str), np.asarray(groups, dtype=np.int64)
+        elif groups is not None:
+            labels, codes = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
         if groups is not None:
-            own = pd.DataFrame(raw, columns=list(self.features)).groupby(np.asarray(groups, dtype=object))
-            sizes = own.size()
-            p99 = own.quantile(0.99)
-            for ip in sizes.index[sizes >= OWN_MIN_WINDOWS]:
-                self.source_p99_[str(ip)] = p99.loc[ip].to_numpy(dtype=float)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
+            for k, ip in enumerate(labels.tolist()):
+                rows = order[bounds[k] : bounds[k + 1]]
+                if len(rows) >= OWN_MIN_WINDOWS:
+                    self.source_p99_[str(ip)] = np.quantile(raw[rows], 0.99, axis=0)
         self.n_windows_ = len(m)
         self.feature_names_in_ = np.array(self.features, dtype=object)
         return self
 
-    def _fast_scores(self, m: np.ndarray) -> np.ndarray:
-        """Isolation-forest scores from precomputed per-node path lengths: the same numbers as
-        IsolationForest.score_samples (a test checks it), without its per-call overhead (~40 ms)."""
-        x32 = np.ascontiguousarray(m, dtype=np.float32)
-        depth = np.zeros(len(m))
-        for tree, cols, table in self.paths_:
-            sub = x32 if cols is None else np.ascontiguousarray(x32[:, cols])
-            depth += table[tree.apply(sub)]
-        denominator = len(self.paths_) * _avg_path_length(float(self.forest_.max_samples_))
-        return np.asarray(-(2.0 ** (-depth / denominator)) if denominator else -np.ones(len(m)))
-
     def __getstate__(self) -> dict[str, Any]:
-        # The per-node path tables are derived from the forest: rebuilt on load, not pickled twice.
+        # Pickled models are the old format (detector.joblib); the numpy form is derived, not pickled.
         state = dict(self.__dict__)
+        state.pop("trees_", None)
         state.pop("paths_", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.pop("paths_", None)
         if "forest_" in state:
-            self.paths_ = _path_tables(self.forest_)
+            self.trees_ = Forest.from_sklearn(self.forest_)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "forest_"):
+        if not hasattr(self, "trees_"):
             raise ModelError("the detector is not trained yet")
 
-    def score_samples(self, X: pd.DataFrame) -> np.ndarray:
+    def score_samples(self, X: Any) -> np.ndarray:
         """Return the forest's score per row: lower is more abnormal (batch it: single calls cost ~5 ms)."""
         self._check_fitted()
-        return self._fast_scores(self._matrix(X))
+        return self.trees_.score_samples(self._matrix(X))  # equal to IsolationForest's (a test checks it)
 
     # --- judging ----------------------------------------------------------------------------------
-    def assess(self, X: pd.DataFrame) -> list[Finding]:
-        """Score every row of a feature frame indexed by (client_ip, window_start); explain each."""
+    def assess(self, X: Windows | pd.DataFrame) -> list[Finding]:
+        """Score every row of window features (a Windows, or a frame indexed by (client_ip,
+        window_start)); explain each."""
         self._check_fitted()
         if len(X) == 0:
             return []
         scores = self.score_samples(X)
-        raw = np.nan_to_num(X[list(self.features)].to_numpy(dtype=float))
+        raw = self._raw(X)
         idx = {f: j for j, f in enumerate(self.features)}
         # Typical per row: the larger of the global p99 and the source's own p99 (when it has one).
-        ips = (
-            [str(v) for v in X.index.get_level_values(0)]
-            if isinstance(X.index, pd.MultiIndex)
-            else [""] * len(X)
-        )
+        ips = [str(v) for v in X.index.get_level_values(0)] if X.index.nlevels > 1 else [""] * len(X)
         base = np.tile(self.p99_, (len(X), 1))
         for i, ip in enumerate(ips):
             own = self.source_p99_.get(ip)
@@ -263,11 +250,10 @@ class Detector:
         forest_flag = (scores < self.threshold_) & (surprise.max(axis=1) > 0)
         anomalous = forest_flag | guard_hits.any(axis=1)
         findings = []
-        starts = (
-            list(X.index.get_level_values(1).to_pydatetime())
-            if isinstance(X.index, pd.MultiIndex)
-            else [None] * len(X)
-        )
+        starts = [None] * len(X)
+        if X.index.nlevels > 1:
+            level = X.index.get_level_values(1)
+            starts = list(level) if isinstance(level, list) else list(level.to_pydatetime())
         score_list, flagged = scores.tolist(), anomalous.tolist()
         for i in range(len(X)):
             if not flagged[i]:  # ordinary windows need no explanation (and skipping it keeps batches fast)
@@ -313,24 +299,31 @@ def due(now: datetime, last_trained: datetime | None, every: timedelta = timedel
 
 
 # --- persistence ------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def to_arrays(detector: Detector) -> dict[str, np.ndarray]:
+    """The learned state as named arrays (the saved form, and what a training child sends back)."""
+    detector._check_fitted()
+    return pack(
+        detector.trees_,
+        detector.threshold_,
+        detector.n_windows_,
+        detector.p50_,
+        detector.p99_,
+        detector.source_p99_,
+    )
 
 
-def _versions() -> dict[str, str]:
-    import sklearn
+def with_params(params: dict[str, Any]) -> Detector:
+    """An unfitted Detector of saved parameters (JSON lists back to tuples)."""
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    return Detector(**kwargs)
 
-    return {
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "python": platform.python_version(),
-        "ollama-monitor": __version__,
-    }
+
+def from_arrays(arrays: Any, params: dict[str, Any]) -> Detector:
+    """A fitted Detector (numpy scoring form, no scikit-learn object) from `to_arrays` output."""
+    detector = with_params(params)
+    state = unpack(arrays, len(detector.features))
+    detector.__dict__.update(state, feature_names_in_=np.array(detector.features, dtype=object))
+    return detector
 
 
 def save(
@@ -342,20 +335,20 @@ def save(
     window_end: datetime | None = None,
     window_minutes: int = 60,
 ) -> dict[str, Any]:
-    """Write the model and its metadata atomically into model_dir; return the metadata."""
-    import joblib
-
+    """Write the model and its metadata atomically into model_dir; return the metadata. A model of
+    the old format (a pickle) in the directory is removed once the new one is in place."""
     detector._check_fitted()
     folder = Path(model_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp_model = folder / (MODEL_FILE + ".tmp")
-        joblib.dump(detector, tmp_model)
-        checksum = _sha256(tmp_model)
+        with tmp_model.open("wb") as fh:
+            np.savez_compressed(fh, allow_pickle=False, **to_arrays(detector))
+        checksum = sha256(tmp_model)
         meta = {
             "format": FORMAT_VERSION,
             "trained_at": trained_at.astimezone(UTC).isoformat(),
-            "versions": _versions(),
+            "versions": versions(),
             "features": list(detector.features),
             "feature_descriptions": {f: FEATURES.get(f, "") for f in detector.features},
             "transforms": {"log1p": [f for f in detector.features if f in detector.log_features]},
@@ -380,6 +373,7 @@ def save(
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(tmp_model, folder / MODEL_FILE)
         os.replace(tmp_meta, folder / META_FILE)
+        (folder / OLD_MODEL_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise ModelError(
             f"cannot save the model in {folder}: {exc.strerror or exc}",
@@ -416,10 +410,10 @@ def load(
     """Load a saved detector; return (detector, metadata with a `warnings` list).
 
     Raise ModelError when the files are missing, the checksum or the feature list does not match, or the
-    pickle cannot be read. A library version mismatch is logged and listed in metadata["warnings"].
+    model file cannot be read. A numpy version mismatch is logged and listed in metadata["warnings"].
+    The model file is numpy arrays (read without pickle, scored without scikit-learn); a model of the
+    old format (`detector.joblib`, a pickle) still loads, with scikit-learn, and a warning to retrain.
     """
-    import joblib
-
     folder = Path(model_dir)
     meta = read_metadata(folder)
     retrain = "retrain with `ollama-monitor train`"
@@ -430,23 +424,53 @@ def load(
             f"{list(features)}",
             hint=retrain,
         )
-    model_path = folder / str(meta.get("model_file", MODEL_FILE))
+    old = meta.get("format", 1) == 1
+    model_path = folder / str(meta.get("model_file", OLD_MODEL_FILE if old else MODEL_FILE))
     if not model_path.is_file():
         raise ModelError(f"model file {model_path} is missing", hint=retrain)
-    if _sha256(model_path) != meta.get("sha256"):
+    if sha256(model_path) != meta.get("sha256"):
         raise ModelError(
             f"model file {model_path} does not match its checksum (corrupt or replaced)", hint=retrain
         )
     notes = []
-    current = _versions()
+    current = versions()
     saved_versions = meta.get("versions") or {}
-    for lib in ("scikit-learn", "numpy"):
+    for lib in ("scikit-learn", "numpy") if old else ("numpy",):
         if saved_versions.get(lib) != current[lib]:
             notes.append(
                 f"model saved with {lib} {saved_versions.get(lib)}, running {current[lib]}: {retrain}"
             )
+    if old:
+        detector = _load_pickle(model_path, retrain)
+        notes.append(
+            f"model file {model_path.name} is the old format (a pickle: loading it needs scikit-learn, "
+            f"~160 MB more memory): {retrain}"
+        )
+    else:
+        try:
+            with np.load(model_path, allow_pickle=False) as saved_arrays:
+                detector = from_arrays(
+                    {k: saved_arrays[k] for k in saved_arrays.files}, meta.get("params") or {}
+                )
+        except Exception as exc:  # a damaged or foreign file fails in many ways; all mean "unusable"
+            raise ModelError(
+                f"model file {model_path} cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}",
+                hint=retrain,
+            ) from None
+    if tuple(detector.features) != tuple(features):
+        raise ModelError(f"model file {model_path} does not hold a detector for these features", hint=retrain)
+    for note in notes:
+        log.warning(note)
+    meta["warnings"] = notes
+    return detector, meta
+
+
+def _load_pickle(model_path: Path, retrain: str) -> Detector:
+    """A model of format 1: the Detector pickled with joblib (imports scikit-learn)."""
+    import joblib
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sklearn's InconsistentVersionWarning: reported once, below
+        warnings.simplefilter("ignore")  # sklearn's InconsistentVersionWarning: reported as a note
         try:
             detector = joblib.load(model_path)
         except Exception as exc:  # a pickle can fail in many ways; all mean "unusable"
@@ -454,9 +478,6 @@ def load(
                 f"model file {model_path} cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}",
                 hint=retrain,
             ) from None
-    if not isinstance(detector, Detector) or tuple(detector.features) != tuple(features):
-        raise ModelError(f"model file {model_path} does not hold a detector for these features", hint=retrain)
-    for note in notes:
-        log.warning(note)
-    meta["warnings"] = notes
-    return detector, meta
+    if not isinstance(detector, Detector) or not hasattr(detector, "trees_"):
+        raise ModelError(f"model file {model_path} does not hold a trained detector", hint=retrain)
+    return detector

@@ -23,11 +23,13 @@ loops of its own and no timers. It is a facade over one owner per job:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.config import Settings, SourceSettings
+from monitor.core.errors import ModelError
 from monitor.core.records import Alert, Notification, Request
 from monitor.detect.anomaly import AnomalyAlerts
 from monitor.detect.known import KnownSources
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
     from monitor.detect.model import Detector
 
 WINDOWS_PER_TICK = 24  # a daemon catching up computes at most this many windows per tick (then follows on)
+
+
+log = logging.getLogger(__name__)
 
 
 class DispatcherLike(Protocol):
@@ -123,9 +128,14 @@ class Pipeline:
     def tick(self, now: datetime) -> list[Notification]:
         """Score windows closed by `now`, retrain when due, flush digests; return released notifications."""
         out = self.catch_up(now, alert=True, limit=WINDOWS_PER_TICK)
-        if self.model.due(now) and self.train(now) is None:
-            # Not enough history yet: look again when the next window has closed.
-            self.model.check_again_at(floor_time(now, self.window) + self.window + GRACE)
+        if self.model.due(now):
+            try:
+                result = self.train(now)
+            except ModelError as exc:  # the training process failed: rules and the current model go on
+                log.warning("retraining failed (tried again when the next window closes): %s", exc)
+                result = None
+            if result is None:  # not enough history yet (or a failure): look again at the next close
+                self.model.check_again_at(floor_time(now, self.window) + self.window + GRACE)
         out.extend(self._emit(self.rules.flush(now), now))
         out.extend(self.dispatcher.flush(now))
         return out

@@ -21,9 +21,10 @@ from monitor.store import Store
 from monitor.store import detect_queries as q
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import numpy as np
 
     from monitor.detect.features import Profile
+    from monitor.detect.frame import Windows
 
 CHUNK = 50_000  # requests read at once when computing a window
 
@@ -51,7 +52,7 @@ def compute_window(
     *,
     cap_days: float,
     update_profile: bool = True,
-) -> pd.DataFrame:
+) -> Windows:
     """Features of [start, start + window) for the given sources, read from the store in chunks."""
     from monitor.detect.features_stream import WindowAccumulator
 
@@ -92,39 +93,33 @@ def missing_windows(
 
 
 def build_profile(store: Store, since: datetime, until: datetime | None = None) -> Profile:
-    """The history features' memory from the feature rows in [since, until), streamed."""
+    """The history features' memory from the feature rows in [since, until): active windows per
+    (client, hour of day) counted in SQL, and every client's first window."""
     from monitor.detect.features import Profile
 
-    return Profile.from_windows(q.iter_activity(store, since, until), q.first_windows(store))
+    return Profile.from_hours(q.hour_activity(store, since, until), q.first_windows(store))
 
 
 def score_recent(
     store: Store, settings: Settings, model: Any, starts: list[datetime]
 ) -> list[dict[str, Any]]:
     """Assess the windows starting at `starts` with `model`; one dict per (window, client)."""
-    import pandas as pd
-
     from monitor.detect import features as feat
+    from monitor.detect.frame import Windows
 
     det = settings.detector
     window = timedelta(minutes=det.window_minutes)
     sources = feature_sources(settings)
     states = q.window_states(store, starts[0], starts[-1] + window)
     profile: Profile | None = None
-    frames = []
+    names = feat.FEATURE_NAMES
+    frames: list[Windows] = []
     for start in starts:
         stored = states.get(start)
         if stored is not None and q.count_in(store, start, start + window) <= stored:
             rows = q.load_windows(store, start, start + window)
-            if rows:
-                frame = pd.DataFrame([r["features"] for r in rows]).reindex(
-                    columns=list(feat.FEATURE_NAMES), fill_value=0.0
-                )
-                frame.index = pd.MultiIndex.from_arrays(
-                    [[r["client_ip"] for r in rows], pd.DatetimeIndex([pd.Timestamp(start)] * len(rows))],
-                    names=["client_ip", "window_start"],
-                )
-                frames.append(frame.astype(float))
+            values = [[float(r["features"].get(n, 0.0)) for n in names] for r in rows]
+            frames.append(Windows([r["client_ip"] for r in rows], [start] * len(rows), values, names))
             continue
         if profile is None:
             profile = build_profile(store, start - timedelta(days=det.history_days), start)
@@ -133,16 +128,16 @@ def score_recent(
                 store, start, det.window_minutes, sources, profile, cap_days=float(det.history_days)
             )
         )
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    windows = Windows.concat([f for f in frames if len(f)], names)
+    if not len(windows):
         return []
-    windows = pd.concat(frames)
     findings = model.assess(windows)
+    requests = windows.column("requests").tolist()
     return [
         {
             "client_ip": f.client_ip,
             "window_start": windows.index[i][1].isoformat(),
-            "requests": int(windows.iloc[i]["requests"]),
+            "requests": int(requests[i]),
             "score": round(f.score, 4),
             "anomalous": f.anomalous,
             "explanation": f.explanation,
@@ -153,13 +148,13 @@ def score_recent(
 
 def training_set(
     store: Store, known: Any, since: datetime, until: datetime
-) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """The stored windows of known sources in [since, until) that were not anomalous, as a feature
-    frame (read a chunk at a time), their client IPs, and counts: used, unknown, anomalous, first, last."""
+    matrix (FEATURE_NAMES columns, read a chunk at a time), their client IPs, and counts: used,
+    unknown, anomalous, first, last."""
     import json
 
     import numpy as np
-    import pandas as pd
 
     from monitor.detect import features as feat
 
@@ -192,7 +187,7 @@ def training_set(
             blocks.append(np.asarray(block, dtype=float))
     info["used"] = len(groups)
     matrix = np.vstack(blocks) if blocks else np.zeros((0, len(names)))
-    return pd.DataFrame(matrix, columns=names), groups, info
+    return matrix, groups, info
 
 
 def too_few_reason(

@@ -30,9 +30,8 @@ from monitor.store import Store
 from monitor.store import detect_queries as q
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from monitor.detect.features import Profile
+    from monitor.detect.frame import Windows as WindowFrame
     from monitor.detect.model import Finding
 
 GRACE = timedelta(minutes=2)  # lines of a window may be stored a little after it ends
@@ -161,7 +160,7 @@ class Windows:
                 rows, states, held = [], {}, []
         return out
 
-    def _compute(self, start: datetime) -> tuple[pd.DataFrame, int]:
+    def _compute(self, start: datetime) -> tuple[WindowFrame, int]:
         """One window's feature frame from the store, and the stored requests it was computed from."""
         assert self.profile is not None, "load_profile first"
         stored = q.count_in(self.store, start, start + self.window)

@@ -22,7 +22,9 @@ def _v1_to_v2(conn: Connection) -> None:
     time), build the rollups from them, then drop the table (the `requests` view replaces it).
 
     Every row keeps its id (the line key), so checkpoints, rejects and exactly-once are untouched; the
-    other tables (files, checkpoints, alerts, approvals, windows, outbox) do not change. On SQLite the
+    other tables (files, checkpoints, alerts, approvals, windows, outbox) do not change. `window_state`
+    is new and starts empty (`create_all` makes it): the windows of schema 1 have feature rows and no
+    state, and the detector adopts them as computed from the requests stored in them then. On SQLite the
     file keeps its size until `VACUUM` (the pages freed are reused by new rows).
     """
     sqlite = conn.dialect.name == "sqlite"

@@ -281,3 +281,17 @@ windows = Table(
     Column("explanation", Text),
     Index("ix_windows_start", "window_start"),
 )
+
+# Which windows were computed, and from how many stored requests: one row per window start, `requests`
+# being how many requests (of every source) the store held in that window when its feature rows were
+# last computed. A window whose stored count has grown since (a backlog caught up, a log ingested later
+# or again under another `--source`) is computed again; one whose count shrank (retention pruned its
+# raw rows) is left alone, its feature rows outlive them. Windows migrated from schema 1 have feature
+# rows and no state: the detector adopts them as they are (monitor.detect.scoring.missing_windows).
+window_state = Table(
+    "window_state",
+    metadata,
+    Column("window_start", DateTime(timezone=True), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
