@@ -1,71 +1,226 @@
 """The SQL behind the weekly summary (`monitor.reports.summary.build`), kept in the store package with the schema.
 
-Every function takes the Store and a half-open UTC period [since, until). The big read, the requests
-of the period, is handed over as a select of integer columns (time, dictionary ids) for
-`pandas.read_sql`; the small ones (the previous period's totals and who was seen before, from the
-rollups; the alerts, the anomalous windows) are aggregated by the database and returned as plain
-Python values, so the summary never loads two weeks of rows nor any text per row.
+Every function takes the Store and a half-open UTC period [since, until) and returns aggregates, never
+the period's rows: per (UTC day, client) counts from the `client_days` rollups for the days the period
+covers whole and from the ts index for its partial edge days (`client_activity`); requests per hour
+(`source_hours`, plus the edges); (endpoint, client) pairs with their request and error counts
+(`endpoint_clients`); and the exact latency percentiles per client, taken in SQL from the per-value
+counts with window functions (`latency_percentiles`), so memory does not grow with the period's rows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, case, func, select
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Select, case, func, select, text
 
 from monitor.store import as_utc, schema
-from monitor.store.views import CATEGORY_COLUMNS
+from monitor.store.rollup_queries import _RAW_SUMS  # the rollups' own definition of each count
+from monitor.store.schema import US_PER_DAY, US_PER_HOUR, ts_key
+from monitor.store.views import CATEGORY_COLUMNS, COUNT_COLUMNS
 
 _IN_CHUNK = 500
+_YIELD = 10_000
 
 if TYPE_CHECKING:
     from monitor.store import Store
 
-# Columns the summary needs from each request, as `requests_source` gives them: ts in microseconds since
-# the epoch, the client and endpoint as dictionary ids (decoded with `client_names`, `endpoint_names`).
+# Columns of the period's requests, as `requests_select` gives them (bench/summary.py's baseline read):
+# ts in microseconds since the epoch, the client and endpoint as dictionary ids.
 REQUEST_COLUMNS = ("ts", "client_id", "endpoint_id", "status", "latency_ms", "bytes_sent")
 
 
 def requests_select(since: datetime, until: datetime) -> Select[Any]:
-    """Return the select of REQUEST_COLUMNS for the requests with since <= ts < until (unordered).
-
-    No ORDER BY: the summary aggregates, and sorting a million rows would cost the database a temp B-tree.
-    The bounds are integers on the ts index; no text is read per row.
-    """
+    """Return the select of REQUEST_COLUMNS for the requests with since <= ts < until (unordered)."""
     r = schema.request_rows
     return select(*(r.c[name] for name in REQUEST_COLUMNS)).where(
         r.c.ts >= schema.ts_key(since), r.c.ts < schema.ts_key(until)
     )
 
 
-@contextmanager
-def requests_source(store: Store, since: datetime, until: datetime) -> Iterator[tuple[Any, Any, Any]]:
-    """Yield (connection, query, params) for `pandas.read_sql(query, connection, params=params)`.
+@dataclass
+class ClientDay:
+    """One client's requests on one UTC day within the period: `values` in COUNT_COLUMNS order, times
+    as stored integers, `hours` the bit mask of the UTC hours of day with requests."""
 
-    On SQLite the query is the compiled text of `requests_select` run on the raw sqlite3 connection
-    (which pandas reads natively). That skips SQLAlchemy's per-row result processing, the largest cost
-    of reading a million rows (bench/summary.py). Other databases get the select on a SQLAlchemy connection.
-    """
-    stmt = requests_select(since, until)
-    with store.engine.connect() as conn:
-        if store.is_sqlite:
-            compiled = stmt.compile(dialect=sqlite.dialect())
-            params = [compiled.params[name] for name in compiled.positiontup or ()]
-            yield conn.connection.dbapi_connection, str(compiled), params
+    values: list[int]
+    first_ts: int
+    last_ts: int
+    hours: int
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self.values[COUNT_COLUMNS.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def add(self, other: ClientDay) -> None:
+        self.values = [a + b for a, b in zip(self.values, other.values, strict=True)]
+        self.first_ts = min(self.first_ts, other.first_ts)
+        self.last_ts = max(self.last_ts, other.last_ts)
+        self.hours |= other.hours
+
+
+def client_activity(
+    store: Store, since: datetime, until: datetime
+) -> tuple[dict[tuple[int, int], ClientDay], dict[int, int]]:
+    """Return ({(day, client_id): ClientDay}, {hour: requests}) for the requests with since <= ts < until.
+
+    Days and hours count from the epoch (UTC). Whole days come from the rollups (`client_days` summed over
+    sources with the hour masks OR-ed, `source_hours`), the partial days at the edges from the rows of
+    those hours only, so the work is bounded by clients x days, not by the period's rows."""
+    lo, hi = ts_key(since), ts_key(until)
+    d0 = -(-lo // US_PER_DAY)  # first whole day
+    d1 = hi // US_PER_DAY  # first day not whole
+    edges = [(lo, hi)] if d1 <= d0 else [(lo, d0 * US_PER_DAY), (d1 * US_PER_DAY, hi)]
+    days: dict[tuple[int, int], ClientDay] = {}
+    hours: dict[int, int] = {}
+    n = len(COUNT_COLUMNS)
+
+    def merge(key: tuple[int, int], item: ClientDay) -> None:
+        if key in days:
+            days[key].add(item)
         else:
-            yield conn, stmt, None
+            days[key] = item
 
-
-def client_names(store: Store) -> dict[int, str]:
-    """Return client id -> address for every client in the dictionary."""
-    c = schema.clients
+    cd = schema.client_days
     with store.engine.connect() as conn:
-        return {int(i): str(ip) for i, ip in conn.execute(select(c.c.id, c.c.ip))}
+        if d1 > d0:
+            whole = select(
+                cd.c.day,
+                cd.c.client_id,
+                *(cd.c[c] for c in COUNT_COLUMNS),
+                cd.c.first_ts,
+                cd.c.last_ts,
+                cd.c.hours,
+            ).where(cd.c.day >= d0, cd.c.day < d1)
+            for row in conn.execution_options(yield_per=_YIELD).execute(whole):
+                vals = [int(v or 0) for v in row[2 : 2 + n]]
+                merge(
+                    (int(row[0]), int(row[1])),
+                    ClientDay(vals, int(row[2 + n]), int(row[3 + n]), int(row[4 + n] or 0)),
+                )
+            sh = schema.source_hours
+            per_hour = (
+                select(sh.c.hour, func.sum(sh.c.requests))
+                .where(sh.c.hour >= d0 * 24, sh.c.hour < d1 * 24)
+                .group_by(sh.c.hour)
+            )
+            hours.update({int(h): int(c or 0) for h, c in conn.execute(per_hour)})
+        sql = text(
+            f"SELECT r.client_id, r.ts / {US_PER_HOUR}, {_RAW_SUMS} "
+            "FROM request_rows r JOIN endpoints e ON e.id = r.endpoint_id WHERE r.ts >= :a AND r.ts < :b "
+            "GROUP BY 1, 2"
+        )
+        for a, b in edges:
+            if a >= b:
+                continue
+            for row in conn.execution_options(yield_per=_YIELD).execute(sql, {"a": a, "b": b}):
+                hour = int(row[1])
+                vals = [int(v or 0) for v in row[2 : 2 + n]]
+                merge(
+                    (hour // 24, int(row[0])),
+                    ClientDay(vals, int(row[2 + n]), int(row[3 + n]), 1 << (hour % 24)),
+                )
+                hours[hour] = hours.get(hour, 0) + vals[0]
+    return days, hours
+
+
+def endpoint_clients(store: Store, since: datetime, until: datetime) -> Iterator[tuple[int, int, int, int]]:
+    """Yield (endpoint_id, client_id, requests, errors) for every pair seen with since <= ts < until;
+    errors are the requests with status >= 400. The database groups; the pairs stream out."""
+    r = schema.request_rows
+    stmt = (
+        select(
+            r.c.endpoint_id,
+            r.c.client_id,
+            func.count(),
+            func.coalesce(func.sum(case((r.c.status >= 400, 1), else_=0)), 0),
+        )
+        .where(r.c.ts >= ts_key(since), r.c.ts < ts_key(until))
+        .group_by(r.c.endpoint_id, r.c.client_id)
+    )
+    with store.engine.connect() as conn:
+        for e, c, n, errors in conn.execution_options(yield_per=_YIELD).execute(stmt):
+            yield int(e), int(c), int(n), int(errors)
+
+
+def latency_percentiles(
+    store: Store, since: datetime, until: datetime, percents: Sequence[int] = (50, 95)
+) -> dict[int, tuple[float, ...]]:
+    """Return client_id -> the latency percentiles (one per entry of `percents`) of its requests with
+    since <= ts < until that logged a latency; clients without any are absent.
+
+    Exact, and the same numbers as numpy's and pandas' default ("linear") quantile: for n values sorted,
+    q = p / 100, the value at rank i = int(q * (n - 1)) plus the fraction q * (n - 1) % 1 of the step to
+    rank i + 1. The database counts each distinct (client, latency) once, runs the cumulative counts per
+    client with a window function, and returns only the few values around those ranks (the integer
+    rank p * (n - 1) // 100 and its neighbours, which cover the float rounding of q * (n - 1)).
+    """
+    near = " OR ".join(
+        f"(upto >= {p} * (n - 1) / 100 AND upto - k <= {p} * (n - 1) / 100 + 1)" for p in percents
+    )
+    sql = text(
+        "WITH g AS (SELECT client_id AS c, latency_ms AS v, count(*) AS k FROM request_rows "
+        "WHERE ts >= :a AND ts < :b AND latency_ms IS NOT NULL GROUP BY client_id, latency_ms), "
+        "r AS (SELECT c, v, k, "
+        "CAST(sum(k) OVER (PARTITION BY c ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+        "AS BIGINT) AS upto, CAST(sum(k) OVER (PARTITION BY c) AS BIGINT) AS n FROM g) "
+        f"SELECT c, v, upto - k, upto, n FROM r WHERE {near} ORDER BY c, v"
+    )
+    out: dict[int, tuple[float, ...]] = {}
+    with store.engine.connect() as conn:
+        rows = conn.execution_options(yield_per=_YIELD).execute(sql, {"a": ts_key(since), "b": ts_key(until)})
+        client: int | None = None
+        spans: list[tuple[int, int, float]] = []
+        total = 0
+        for c, v, start, end, n in rows:
+            if c != client:
+                if client is not None:
+                    out[client] = _percentiles(spans, total, percents)
+                client, spans, total = int(c), [], int(n)
+            spans.append((int(start), int(end), float(v)))
+        if client is not None:
+            out[client] = _percentiles(spans, total, percents)
+    return out
+
+
+def _percentiles(spans: list[tuple[int, int, float]], n: int, percents: Sequence[int]) -> tuple[float, ...]:
+    """The linear-interpolation percentiles of n sorted values, given the values at the needed ranks as
+    (first rank, rank after the last, value) spans."""
+
+    def at(rank: int) -> float:
+        for start, end, value in spans:
+            if start <= rank < end:
+                return value
+        raise LookupError(rank)  # cannot happen: the query returns every rank it is asked about
+
+    out = []
+    for p in percents:
+        index = p / 100 * (n - 1)
+        lower = int(index)
+        frac = index % 1
+        value = at(lower)
+        out.append(value if frac == 0 else value + (at(lower + 1) - value) * frac)
+    return tuple(out)
+
+
+def client_names(store: Store, ids: Iterable[int]) -> dict[int, str]:
+    """Return client id -> address for `ids`."""
+    c = schema.clients
+    wanted = sorted({int(i) for i in ids})
+    out: dict[int, str] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            out.update(
+                {int(i): str(ip) for i, ip in conn.execute(select(c.c.id, c.c.ip).where(c.c.id.in_(chunk)))}
+            )
+    return out
 
 
 def endpoint_names(store: Store, ids: Iterable[int]) -> dict[int, tuple[str | None, str | None]]:
@@ -103,14 +258,13 @@ def period_counts(store: Store, since: datetime, until: datetime) -> dict[str, i
     return out
 
 
-def first_seen(store: Store, client_ips: Iterable[str]) -> dict[str, datetime]:
-    """Return the time of the first request ever counted from each of `client_ips` (absent: never seen),
-    from the rollups (kept [retention] rollup_days)."""
-    wanted = set(client_ips)
-    c, d = schema.clients, schema.client_days
-    stmt = select(c.c.ip, func.min(d.c.first_ts)).join(c, c.c.id == d.c.client_id).group_by(c.c.ip)
+def first_seen(store: Store) -> dict[int, int]:
+    """Return client id -> the time (a stored integer) of the first request ever counted from it, from
+    the rollups (kept [retention] rollup_days)."""
+    d = schema.client_days
+    stmt = select(d.c.client_id, func.min(d.c.first_ts)).group_by(d.c.client_id)
     with store.engine.connect() as conn:
-        return {str(ip): schema.from_ts_key(int(ts)) for ip, ts in conn.execute(stmt) if ip in wanted}
+        return {int(c): int(ts) for c, ts in conn.execute(stmt)}
 
 
 def period_alerts(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
