@@ -198,27 +198,28 @@ def _endpoints(store: Store, since: datetime, until: datetime) -> list[EndpointU
         acc[1] += errors
         users.setdefault(endpoint, set()).add(client)
     names = q.endpoint_names(store, pairs)
-    routes: dict[tuple[str, str], list[Any]] = {}  # (method, route) -> [requests, errors, clients, category]
+    counts: dict[tuple[str, str], list[int]] = {}  # (method, route) -> [requests, errors, category]
+    clients: dict[tuple[str, str], set[int]] = {}
     for endpoint in sorted(pairs):
         method, path = (m or "" for m in names.get(endpoint, (None, None)))
         key = (method, normalise(path) or "-")
-        if key not in routes:
-            routes[key] = [0, 0, set(), CATEGORIES.index(classify(method or None, path or None).value)]
-        acc = routes[key]
-        acc[0] += pairs[endpoint][0]
-        acc[1] += pairs[endpoint][1]
-        acc[2] |= users[endpoint]
-    order = sorted(routes, key=lambda k: (-routes[k][0], k))[:TOP_ENDPOINTS]
+        if key not in counts:
+            counts[key] = [0, 0, CATEGORIES.index(classify(method or None, path or None).value)]
+            clients[key] = set()
+        counts[key][0] += pairs[endpoint][0]
+        counts[key][1] += pairs[endpoint][1]
+        clients[key] |= users[endpoint]
+    order = sorted(counts, key=lambda k: (-counts[k][0], k))[:TOP_ENDPOINTS]
     return [
         EndpointUsage(
-            method=method or "-",
-            route=route,
-            category=CATEGORIES[routes[(method, route)][3]],
-            requests=routes[(method, route)][0],
-            sources=len(routes[(method, route)][2]),
-            errors=routes[(method, route)][1],
+            method=key[0] or "-",
+            route=key[1],
+            category=CATEGORIES[counts[key][2]],
+            requests=counts[key][0],
+            sources=len(clients[key]),
+            errors=counts[key][1],
         )
-        for method, route in order
+        for key in order
     ]
 
 
