@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
 from monitor.core.errors import MonitorError
@@ -115,6 +114,8 @@ def list_cmd(env: Env, as_json: bool) -> None:
     if not rows:
         env.out.print("no sources seen yet", markup=False)
         return
+    from rich.table import Table  # only the text output draws a table: --json does not import it
+
     table = Table("source", "status", "name", "requests", "first seen (UTC)", "last seen (UTC)")
     for r in rows:
         table.add_row(
