@@ -110,3 +110,19 @@ def test_percentiles_match_pandas_with_ties_and_nulls_sqlite(tmp_path: Path) -> 
 def test_percentiles_match_pandas_with_ties_and_nulls_postgres() -> None:
     with services.postgres() as url, Store.open(url) as store:
         _check(store, _generated(store))
+
+
+def test_grouping_reads_use_a_small_page_cache_and_restore_it(tmp_path: Path) -> None:
+    """The summary's and the audit's grouping reads run with SQLite's default 2 MiB page cache (the
+    sorter is slower with the writer's 64 MiB) and give the connection its own cache back."""
+    with Store.open(f"sqlite:///{tmp_path / 'monitor.db'}") as store:
+        _generated(store)
+        with store.engine.connect() as conn:
+            before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+            with q.sort_cache(conn):
+                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -q.SORT_CACHE_KIB
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == before
+        assert before != -q.SORT_CACHE_KIB
+        assert list(q.endpoint_clients(store, START, START + timedelta(days=1)))
+        with store.engine.connect() as conn:  # the pool's one connection, after a streamed read
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == before

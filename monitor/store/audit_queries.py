@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from monitor.store import Store, schema
 from monitor.store.rollup_queries import Totals, names, period_totals, source_ids
 from monitor.store.schema import from_ts_key, ts_key
+from monitor.store.summary_queries import sort_cache
 
 ROW_CAP = 10_000  # most aggregated rows any query returns (ordered so the busiest come first)
 
@@ -92,7 +93,7 @@ def _totals(conn: Connection, store: Store, since: datetime) -> dict[tuple[int, 
 def has_requests(store: Store) -> bool:
     """Return whether any request is stored (one row read, whatever the size of the store)."""
     r = schema.request_rows
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         return conn.execute(select(r.c.id).limit(1)).first() is not None
 
 
@@ -100,7 +101,7 @@ def request_count(store: Store, since: datetime | None = None) -> int:
     """Return how many requests are stored (since `since`, when given: from the rollups and edges)."""
     if since is None:
         return store.count_requests()
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         return sum(t.requests for t in _totals(conn, store, _utc(since)).values())
 
 
@@ -110,7 +111,7 @@ def clients_since(
     """Return each client address seen since `since` (only in `sources` when given), busiest first."""
     if sources is not None and not sources:
         return []
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         totals = _totals(conn, store, _utc(since))
         if sources is not None:
             wanted = set(source_ids(conn, sources).values())
@@ -134,7 +135,7 @@ def statuses_by_source(store: Store, since: datetime, sources: Sequence[str]) ->
     """Return per-source counts of all, 401, 403 and 2xx responses since `since`."""
     if not sources:
         return []
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         ids = source_ids(conn, sources)
         totals = _totals(conn, store, _utc(since))
     by_id = {sid: name for name, sid in ids.items()}
@@ -160,7 +161,7 @@ def calls_matching(
     if not path_contains:
         return []
     r, e, c = schema.request_rows, schema.endpoints, schema.clients
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         endpoint_ids = [
             int(i)
             for (i,) in conn.execute(
