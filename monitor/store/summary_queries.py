@@ -4,8 +4,9 @@ Every function takes the Store and a half-open UTC period [since, until) and ret
 the period's rows: per (UTC day, client) counts from the `client_days` rollups for the days the period
 covers whole and from the ts index for its partial edge days (`client_activity`); requests per hour
 (`source_hours`, plus the edges); (endpoint, client) pairs with their request and error counts
-(`endpoint_clients`); and the exact latency percentiles per client, taken in SQL from the per-value
-counts with window functions (`latency_percentiles`), so memory does not grow with the period's rows.
+(`endpoint_clients`); and the exact latency percentiles per client, ranked by the database (a sorted
+temporary table on SQLite, window functions elsewhere) with only the values at the needed ranks read
+back (`latency_percentiles`), so memory does not grow with the period's rows.
 """
 
 from __future__ import annotations
