@@ -4,8 +4,9 @@ Generates N requests spread over one week (about 2,000 clients with a long tail,
 hundred scanner addresses, queries that make paths distinct) straight into a fresh SQLite store with
 `Store.add_batch`, then times
 1. the baseline: a bare `pandas.read_sql` of the same rows and columns (no parsing, no aggregation);
-2. `monitor.reports.summary.build.build` for that week (read, parse timestamps, classify, aggregate, previous week,
-   first-seen, alerts, model state), and
+2. `monitor.reports.summary.build.build` for that week (the database aggregates: rollups, hours,
+   (endpoint, client) pairs, exact latency percentiles; then the previous week, first-seen, alerts,
+   model state), run first so that its peak RSS is not the baseline's, and
 3. rendering it as text, Markdown, HTML and JSON.
 
     .venv/bin/python bench/summary.py [--rows 1000000] [--keep DIR]
@@ -20,6 +21,7 @@ import argparse
 import ipaddress
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -149,8 +151,10 @@ def main() -> None:
             with store.engine.connect() as conn:
                 return len(pd.read_sql(summary_queries.requests_select(since, until), conn))
 
-        rows, base_wall, base_cpu = timed(bare_read)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result, built_wall, built_cpu = timed(lambda: summary.build(store, settings, since, until))
+        rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows, base_wall, base_cpu = timed(bare_read)
         outputs, render_wall, render_cpu = timed(
             lambda: {fmt: summary_render.render(result, fmt) for fmt in ("text", "markdown", "html", "json")}
         )
@@ -165,7 +169,8 @@ def main() -> None:
         )
         print(
             f"summary.build:             {built_wall:6.2f} s wall {built_cpu:6.2f} s CPU  "
-            f"({built_wall / base_wall:.2f}x the baseline's wall time, {built_cpu / base_cpu:.2f}x its CPU)"
+            f"({built_wall / base_wall:.2f}x the baseline's wall time, {built_cpu / base_cpu:.2f}x its CPU); "
+            f"peak RSS {rss_built:.0f} MB ({rss_before:.0f} MB before it)"
         )
         print(
             f"render text/md/html/json:  {render_wall:6.2f} s wall {render_cpu:6.2f} s CPU  "

@@ -591,6 +591,45 @@ def _check_queries(url: str) -> None:
     assert {"logs.direct-access", "logs.unknown-sources", "logs.management-outside", "proxy.no-401"} <= ids
 
 
+def test_shared_totals_are_read_once_and_never_outlive_the_block(tmp_path: Path) -> None:
+    """The audit asks for the same window's totals up to five times; inside `shared_totals` the rollups
+    and the edge rows are read once (counted with SQLAlchemy's statement event), the answers are
+    those of fresh reads, and after the block a new request is seen again."""
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    seed(url, EXPOSED_ROWS)
+    since = NOW - timedelta(days=7, hours=5)  # not midnight: a partial edge day is read from the rows
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "client_days" in statement:
+            reads.append(statement)
+
+    with Store.open(url) as store:
+        fresh = (
+            q.request_count(store, since),
+            q.clients_since(store, since),
+            q.clients_since(store, since, sources=["ollama"]),
+            q.statuses_by_source(store, since, ["nginx", "ollama"]),
+        )
+        event.listen(store.engine, "before_cursor_execute", count)
+        with q.shared_totals(store):
+            shared = (
+                q.request_count(store, since),
+                q.clients_since(store, since),
+                q.clients_since(store, since, sources=["ollama"]),
+                q.statuses_by_source(store, since, ["nginx", "ollama"]),
+            )
+            assert q.request_count(store, since) == fresh[0]
+        assert shared == fresh
+        assert len(reads) == 1
+        fid = store.file_id("ollama", "fp-late", "/var/log/late.log")
+        store.add_batch("ollama", fid, [(0, req("192.0.2.200", "GET", "/api/tags", 200, 1))])
+        assert q.request_count(store, since) == fresh[0] + 1
+        assert len(reads) == 2
+
+
 def test_queries_on_sqlite(tmp_path: Path) -> None:
     _check_queries(f"sqlite:///{tmp_path / 'q.db'}")
 

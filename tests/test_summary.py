@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.core.endpoints import classify
+from monitor.core.endpoints import classify, normalise
 from monitor.core.errors import MonitorError
 from monitor.core.sanitize import neutralise
 from monitor.detect.known import KnownSources
@@ -120,8 +120,43 @@ def test_rendering_is_the_same_in_separate_processes(
 def test_figures_match_an_independent_count(
     week_summary: summary.Summary, week_rows: list[dict[str, object]], summary_week: Week
 ) -> None:
-    """Recount the week row by row in plain Python and compare with the vectorised summary."""
+    """Recount the week row by row in plain Python and compare with the summary the database aggregated."""
+    _recount(week_summary, week_rows)
+    assert week_summary.totals.requests > 30_000
+
+    # The previous week, aggregated by the database, against a recount of its rows.
     s = week_summary
+    with Store.open(summary_week.db_url) as store:
+        before = list(store.iter_requests(WEEK - timedelta(days=7), WEEK))
+    assert s.previous.requests == len(before)
+    assert s.previous.sources == len({r["client_ip"] for r in before})
+    assert s.previous.management == sum(
+        classify(r["method"], r["path"]).value == "management" for r in before
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (WEEK + timedelta(hours=5, minutes=13, seconds=7), UNTIL - timedelta(hours=2, microseconds=3)),
+        (WEEK + timedelta(days=2, hours=3), WEEK + timedelta(days=2, hours=9, minutes=30)),  # within a day
+        (WEEK - timedelta(days=3, hours=1), WEEK + timedelta(days=4, minutes=1)),  # across the two weeks
+    ],
+)
+def test_unaligned_periods_match_an_independent_count(
+    summary_week: Week, since: datetime, until: datetime
+) -> None:
+    """A period that starts and ends inside a day: its whole days come from the rollups, its edges from
+    the rows; the figures match a recount of the period's rows all the same."""
+    with Store.open(summary_week.db_url) as store:
+        result = summary.build(store, summary_week.settings, since, until, now=NOW)
+        rows = list(store.iter_requests(since, until))
+    assert rows and result.totals.requests == len(rows)
+    _recount(result, rows)
+
+
+def _recount(s: summary.Summary, week_rows: list[dict[str, object]]) -> None:
+    """Check every per-source, per-day, per-hour and per-endpoint figure of `s` against its rows."""
     per_ip: dict[str, Counter[str]] = defaultdict(Counter)
     latencies: dict[str, list[float]] = defaultdict(list)
     hours: dict[str, set[datetime]] = defaultdict(set)
@@ -142,7 +177,7 @@ def test_figures_match_an_independent_count(
         days[ts.date()] += 1
         heat[(ts.weekday(), ts.hour)] += 1
 
-    assert s.totals.requests == len(week_rows) > 30_000
+    assert s.totals.requests == len(week_rows)
     assert s.totals.sources == len(per_ip)
     assert s.totals.inference == sum(c["inference"] for c in per_ip.values())
     assert s.totals.errors == sum(c["errors"] for c in per_ip.values())
@@ -160,20 +195,37 @@ def test_figures_match_an_independent_count(
         assert src.errors_4xx + src.errors_5xx == c["errors"]
         assert src.active_hours == len(hours[src.client_ip])
         assert src.latency_p50_ms == pytest.approx(statistics.median(latencies[src.client_ip]), abs=1e-3)
-    assert {d.day: d.requests for d in s.daily} == {
-        WEEK.date() + timedelta(days=i): days[WEEK.date() + timedelta(days=i)] for i in range(7)
-    }
+        ranked = sorted(latencies[src.client_ip])
+        at = 0.95 * (len(ranked) - 1)
+        low = ranked[int(at)]
+        p95 = low + (ranked[min(int(at) + 1, len(ranked) - 1)] - low) * (at % 1)
+        assert src.latency_p95_ms == pytest.approx(p95, abs=1e-3)
+        assert src.last_seen == max(r["ts"] for r in week_rows if r["client_ip"] == src.client_ip)  # type: ignore[type-var]
+    first_day = s.since.date()
+    assert [d.day for d in s.daily] == [first_day + timedelta(days=i) for i in range(len(s.daily))]
+    assert {d.day: d.requests for d in s.daily} == {d.day: days[d.day] for d in s.daily}
+    assert sum(d.requests for d in s.daily) == len(week_rows)
     assert s.heatmap == [[heat[(d, h)] for h in range(24)] for d in range(7)]
     assert s.hourly == [sum(heat[(d, h)] for d in range(7)) for h in range(24)]
 
-    # The previous week, aggregated by the database, against a recount of its rows.
-    with Store.open(summary_week.db_url) as store:
-        before = list(store.iter_requests(WEEK - timedelta(days=7), WEEK))
-    assert s.previous.requests == len(before)
-    assert s.previous.sources == len({r["client_ip"] for r in before})
-    assert s.previous.management == sum(
-        classify(r["method"], r["path"]).value == "management" for r in before
-    )
+    # Endpoints: (method, route) with requests, distinct sources and errors; the busiest first.
+    route_requests: Counter[tuple[str, str]] = Counter()
+    route_errors: Counter[tuple[str, str]] = Counter()
+    route_clients: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in week_rows:
+        key = (str(row["method"] or "-"), normalise(str(row["path"] or "")) or "-")
+        route_requests[key] += 1
+        route_errors[key] += int(row["status"]) >= 400  # type: ignore[call-overload]
+        route_clients[key].add(str(row["client_ip"]))
+    busiest = sorted(route_requests.values(), reverse=True)[: len(s.endpoints)]
+    assert [e.requests for e in s.endpoints] == busiest
+    for e in s.endpoints:
+        key = (e.method, e.route)
+        assert (e.requests, e.sources, e.errors) == (
+            route_requests[key],
+            len(route_clients[key]),
+            route_errors[key],
+        ), key
 
 
 def test_statuses_names_and_new_sources(week_summary: summary.Summary) -> None:

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from monitor.cli.common import Env, pass_env
 from monitor.core.sanitize import clean
@@ -51,6 +49,9 @@ _STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
 
 
 def _render(env: Env, report: Report) -> None:
+    from rich.table import Table  # only the text output draws tables: --json does not import them
+    from rich.text import Text
+
     out = env.out
     ports = ", ".join(map(str, report.ports))
     out.print(

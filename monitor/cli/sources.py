@@ -10,7 +10,6 @@ import json
 from datetime import datetime
 
 import click
-from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
 from monitor.core.errors import MonitorError
@@ -63,6 +62,8 @@ def list_cmd(env: Env, as_json: bool) -> None:
     if not rows:
         env.out.print("no sources seen yet", markup=False)
         return
+    from rich.table import Table  # only the text output draws a table: --json does not import it
+
     table = Table("source", "status", "name", "requests", "first seen (UTC)", "last seen (UTC)")
     for r in rows:
         table.add_row(

@@ -10,15 +10,18 @@ the caller, which owns those rules; the SQL only narrows and aggregates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Connection
 
 from monitor.store import Store, schema
 from monitor.store.rollup_queries import Totals, names, period_totals, source_ids
 from monitor.store.schema import from_ts_key, ts_key
+from monitor.store.summary_queries import sort_cache
 
 ROW_CAP = 10_000  # most aggregated rows any query returns (ordered so the busiest come first)
 
@@ -61,12 +64,45 @@ def _utc(since: datetime) -> datetime:
     return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
 
 
+# Store id -> since -> period_totals, while a `shared_totals` block is open for that store.
+_SHARED: dict[int, dict[datetime, dict[tuple[int, int], Totals]]] = {}
+
+
+@contextmanager
+def shared_totals(store: Store) -> Iterator[None]:
+    """Within the block, the totals since a given time are read once and shared by `request_count`,
+    `clients_since` and `statuses_by_source`: the audit asks about the same window four or five
+    times, and each read groups the rows of the partial day at its start. Outside a block (or for
+    another store) every call reads afresh."""
+    _SHARED[id(store)] = {}
+    try:
+        yield
+    finally:
+        _SHARED.pop(id(store), None)
+
+
+def _totals(conn: Connection, store: Store, since: datetime) -> dict[tuple[int, int], Totals]:
+    memo = _SHARED.get(id(store))
+    if memo is None:
+        return period_totals(conn, since)
+    if since not in memo:
+        memo[since] = period_totals(conn, since)
+    return memo[since]
+
+
+def has_requests(store: Store) -> bool:
+    """Return whether any request is stored (one row read, whatever the size of the store)."""
+    r = schema.request_rows
+    with store.engine.connect() as conn, sort_cache(conn):
+        return conn.execute(select(r.c.id).limit(1)).first() is not None
+
+
 def request_count(store: Store, since: datetime | None = None) -> int:
     """Return how many requests are stored (since `since`, when given: from the rollups and edges)."""
     if since is None:
         return store.count_requests()
-    with store.engine.connect() as conn:
-        return sum(t.requests for t in period_totals(conn, _utc(since)).values())
+    with store.engine.connect() as conn, sort_cache(conn):
+        return sum(t.requests for t in _totals(conn, store, _utc(since)).values())
 
 
 def clients_since(
@@ -75,8 +111,8 @@ def clients_since(
     """Return each client address seen since `since` (only in `sources` when given), busiest first."""
     if sources is not None and not sources:
         return []
-    with store.engine.connect() as conn:
-        totals = period_totals(conn, _utc(since))
+    with store.engine.connect() as conn, sort_cache(conn):
+        totals = _totals(conn, store, _utc(since))
         if sources is not None:
             wanted = set(source_ids(conn, sources).values())
             totals = {k: t for k, t in totals.items() if k[1] in wanted}
@@ -99,9 +135,9 @@ def statuses_by_source(store: Store, since: datetime, sources: Sequence[str]) ->
     """Return per-source counts of all, 401, 403 and 2xx responses since `since`."""
     if not sources:
         return []
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         ids = source_ids(conn, sources)
-        totals = period_totals(conn, _utc(since))
+        totals = _totals(conn, store, _utc(since))
     by_id = {sid: name for name, sid in ids.items()}
     acc: dict[str, list[int]] = {}
     for (_, sid), t in totals.items():
@@ -125,7 +161,7 @@ def calls_matching(
     if not path_contains:
         return []
     r, e, c = schema.request_rows, schema.endpoints, schema.clients
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, sort_cache(conn):
         endpoint_ids = [
             int(i)
             for (i,) in conn.execute(

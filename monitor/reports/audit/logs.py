@@ -74,7 +74,10 @@ def log_findings(
             )
         ]
     try:
-        return _from_store(settings, store, since, days, port, sites)
+        from monitor.store.audit_queries import shared_totals
+
+        with shared_totals(store):
+            return _from_store(settings, store, since, days, port, sites)
     finally:
         store.close()
 
@@ -84,7 +87,7 @@ def _from_store(
 ) -> list[Finding]:
     from monitor.store import audit_queries as q
 
-    if q.request_count(store) == 0:
+    if not q.has_requests(store):
         return [
             Finding(
                 "logs.no-data",
