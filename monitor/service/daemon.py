@@ -35,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Settings, SourceSettings
-from monitor.core.errors import DatabaseReplaced, MonitorError, StoreError, database_error
+from monitor.core.errors import ConfigError, DatabaseReplaced, MonitorError, StoreError, database_error
 from monitor.core.records import Request
 from monitor.sources import Follower, commit, make_follower
 
@@ -180,9 +180,9 @@ class Daemon:
                     self.stored_lines += batch.lines
                     self._stored.notify_all()
                 if batch.parsed and self.on_stored is not None:
-                    self._call_hook(follower.source, batch.requests)
+                    self._call_hook("on_stored", self.on_stored, follower.source, batch.requests)
                 if batch.rejects and self.on_rejects is not None:
-                    self._call_hook(follower.source, batch.rejects, self.on_rejects)
+                    self._call_hook("on_rejects", self.on_rejects, follower.source, batch.rejects)
         except DatabaseReplaced as exc:
             self._lost(exc)
             return False
@@ -217,10 +217,12 @@ class Daemon:
             self._restart_source(follower.source)
 
     def _call_hook(
-        self, source: SourceSettings, rows: list[Any], hook: Callable[..., None] | None = None
+        self,
+        name: str,
+        hook: Callable[[SourceSettings, Any, datetime], None],
+        source: SourceSettings,
+        rows: Any,
     ) -> None:
-        hook = hook or self.on_stored
-        assert hook is not None
         try:
             hook(source, rows, self._now())
         except Exception as exc:  # noqa: BLE001 - the rows are stored; a hook bug must not stop ingestion
@@ -228,9 +230,7 @@ class Daemon:
             if store_error is not None:
                 self._log_once(f"source {source.name}: rules and alerts: {store_error}")
             else:
-                log.exception(
-                    "%s hook failed for source %s", getattr(hook, "__name__", "on_stored"), source.name
-                )
+                log.exception("%s hook failed for source %s", name, source.name)
 
     def _run_tick(self) -> None:
         if self._watcher is not None:
@@ -280,7 +280,7 @@ class Daemon:
         try:
             new = self._load_settings()
         except MonitorError as exc:
-            problems = "; ".join(getattr(exc, "problems", []) or [])
+            problems = "; ".join(exc.problems) if isinstance(exc, ConfigError) else ""
             log.error(
                 "reload failed, keeping the running configuration: %s%s",
                 exc,
