@@ -166,6 +166,8 @@ class Daemon:
             if time.monotonic() < self._retry_at.get(name, 0.0):
                 continue
             more |= self._step_one(name, follower)
+        with self._stored:  # for `wait_stored`
+            self._stored.notify_all()
         return more
 
     def _step_one(self, name: str, follower: Follower) -> bool:
@@ -176,9 +178,7 @@ class Daemon:
                 if self._guard is not None:
                     self._guard()
                 commit(self.store, batch)
-                with self._stored:
-                    self.stored_lines += batch.lines
-                    self._stored.notify_all()
+                self.stored_lines += batch.lines
                 if batch.parsed and self.on_stored is not None:
                     self._call_hook("on_stored", self.on_stored, follower.source, batch.requests)
                 if batch.rejects and self.on_rejects is not None:
