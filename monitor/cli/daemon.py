@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import datetime
 
 import click
 
@@ -52,8 +51,7 @@ def run(env: Env, log_level: str) -> None:
 
     SIGTERM or SIGINT stop it after committing what was read; SIGHUP reloads the configuration.
     """
-    from monitor.service.daemon import Daemon
-    from monitor.service.jobs import Jobs
+    from monitor.service.app import run_daemon
 
     setup_logging(log_level)
     settings = env.settings
@@ -63,46 +61,12 @@ def run(env: Env, log_level: str) -> None:
             ["sources: add at least one [[sources]] table with `name` and `path` or `journal_unit`"],
             hint="see config/monitor.example.toml",
         )
-    store = env.open_store()
     config_path = env.config_path
 
     def load() -> config_mod.Settings:
         return config_mod.load(config_path)[0]
 
-    from monitor.store.engine import DaemonLock
-
-    lock = DaemonLock(store.engine)
-    try:
-        lock.acquire()  # a second daemon on this database stops here (exit 73)
-        lock.refuse_if_replaced(bool(store.checkpoints()))
-        jobs = Jobs(settings, store)
-        daemon = Daemon(
-            settings,
-            store,
-            load_settings=load,
-            on_stored=jobs.on_stored,
-            on_rejects=jobs.on_rejects,
-            guard=lock.check,
-        )
-
-        def tick(now: datetime) -> None:
-            if daemon.settings is not jobs.settings:  # a SIGHUP reloaded the configuration
-                jobs.settings_changed(daemon.settings)
-            jobs.tick(now)
-
-        daemon.tick = tick
-        jobs.sources_alive = lambda: len(daemon.followers)
-        jobs.start()
-        try:
-            code = daemon.run()
-        finally:
-            jobs.stop(record=daemon.fatal is None)
-        if daemon.fatal is not None:
-            raise daemon.fatal  # one line on stderr and its exit status, as for every command
-    finally:
-        lock.release()
-        store.close()
-    sys.exit(code)
+    sys.exit(run_daemon(settings, env.open_store(), load_settings=load))
 
 
 COMMANDS = [run]

@@ -1,4 +1,4 @@
-"""The composition root: one foreground process following every configured source.
+"""The follow loop: one foreground process following every configured source.
 
 Design: ONE thread runs one loop over all sources (no thread per source). Each wake-up reads a
 bounded batch (`daemon.batch_lines`) from every source and commits it (rows and checkpoint in one
@@ -10,8 +10,10 @@ below never run concurrently with each other or with a commit. The loop waits on
 Hooks for the stages that come after storage (detection, alerts, systemd notify):
 - `on_stored(source, requests, now)` after each committed batch that holds requests;
 - `on_rejects(source, rejects, now)` after each committed batch that holds rejected lines;
-- `tick(now)` about once a second.
+- `tick(now)` about once a second;
+- `on_reload(settings)` after a SIGHUP's configuration was applied to the sources.
 An exception in a hook is logged and the daemon goes on (the rows are already stored).
+`monitor.service.app` is the composition root that builds a daemon and its jobs from the settings.
 
 Signals: SIGTERM/SIGINT finish the batch in hand (committed), close everything and return 0 (within
 a few hundred milliseconds); SIGHUP reloads the configuration: added sources start, removed ones stop,
@@ -33,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Settings, SourceSettings
-from monitor.core.errors import DatabaseReplaced, MonitorError, StoreError, database_error
+from monitor.core.errors import ConfigError, DatabaseReplaced, MonitorError, StoreError, database_error
 from monitor.core.records import Request
 from monitor.sources import Follower, commit, make_follower
 
@@ -46,6 +48,7 @@ log = logging.getLogger("monitor.service.daemon")
 OnStored = Callable[[SourceSettings, list[Request], datetime], None]
 OnRejects = Callable[[SourceSettings, list[tuple[int, str, str]], datetime], None]
 Tick = Callable[[datetime], None]
+OnReload = Callable[[Settings], None]
 FollowerFactory = Callable[[SourceSettings, "Store"], Follower]
 
 TICK_SECONDS = 1.0
@@ -68,6 +71,7 @@ class Daemon:
         on_stored: OnStored | None = None,
         on_rejects: OnRejects | None = None,
         tick: Tick | None = None,
+        on_reload: OnReload | None = None,
         follower_factory: FollowerFactory = make_follower,
         now: Callable[[], datetime] = _utcnow,
         guard: Callable[[], None] | None = None,
@@ -77,18 +81,21 @@ class Daemon:
         self.on_stored = on_stored
         self.on_rejects = on_rejects
         self.tick = tick
+        self.on_reload = on_reload
         self._load_settings = load_settings
         self._factory = follower_factory
         self._now = now
         self.followers: dict[str, Follower] = {}
         self._retry_at: dict[str, float] = {}
         self._stop = False
+        self._ended = False
         self._reload = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._watcher: DirectoryWatcher | None = None
         self.stored_lines = 0  # lines committed since start (for status and tests)
+        self._stored = threading.Condition()  # notified at each commit and at the end (`wait_stored`)
         # Called before every commit and every tick; raises DatabaseReplaced when the database is not
         # the one we opened (see monitor.store.engine.DaemonLock.check): the daemon then stops.
         self._guard = guard
@@ -107,6 +114,14 @@ class Daemon:
     def request_reload(self) -> None:
         self._reload = True
         self.wake()
+
+    def wait_stored(self, lines: int, timeout: float) -> bool:
+        """Wait until `lines` lines were committed since start (True), or the loop ended or `timeout`
+        seconds passed (False). Wakes the loop first, so it reads now rather than at its next poll."""
+        self.wake()
+        with self._stored:
+            self._stored.wait_for(lambda: self.stored_lines >= lines or self._ended, timeout)
+            return self.stored_lines >= lines
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -134,6 +149,9 @@ class Daemon:
         finally:
             self.close()
             self._restore_signals(previous)
+            with self._stored:
+                self._ended = True
+                self._stored.notify_all()
         if self.fatal is not None:  # the caller reports it (the CLI: one error line, exit 73)
             return self.fatal.exit_code
         log.info("stopped after storing %d line(s)", self.stored_lines)
@@ -148,6 +166,8 @@ class Daemon:
             if time.monotonic() < self._retry_at.get(name, 0.0):
                 continue
             more |= self._step_one(name, follower)
+        with self._stored:  # for `wait_stored`
+            self._stored.notify_all()
         return more
 
     def _step_one(self, name: str, follower: Follower) -> bool:
@@ -160,9 +180,9 @@ class Daemon:
                 commit(self.store, batch)
                 self.stored_lines += batch.lines
                 if batch.parsed and self.on_stored is not None:
-                    self._call_hook(follower.source, batch.requests)
+                    self._call_hook("on_stored", self.on_stored, follower.source, batch.requests)
                 if batch.rejects and self.on_rejects is not None:
-                    self._call_hook(follower.source, batch.rejects, self.on_rejects)
+                    self._call_hook("on_rejects", self.on_rejects, follower.source, batch.rejects)
         except DatabaseReplaced as exc:
             self._lost(exc)
             return False
@@ -197,10 +217,12 @@ class Daemon:
             self._restart_source(follower.source)
 
     def _call_hook(
-        self, source: SourceSettings, rows: list[Any], hook: Callable[..., None] | None = None
+        self,
+        name: str,
+        hook: Callable[[SourceSettings, Any, datetime], None],
+        source: SourceSettings,
+        rows: Any,
     ) -> None:
-        hook = hook or self.on_stored
-        assert hook is not None
         try:
             hook(source, rows, self._now())
         except Exception as exc:  # noqa: BLE001 - the rows are stored; a hook bug must not stop ingestion
@@ -208,9 +230,7 @@ class Daemon:
             if store_error is not None:
                 self._log_once(f"source {source.name}: rules and alerts: {store_error}")
             else:
-                log.exception(
-                    "%s hook failed for source %s", getattr(hook, "__name__", "on_stored"), source.name
-                )
+                log.exception("%s hook failed for source %s", name, source.name)
 
     def _run_tick(self) -> None:
         if self._watcher is not None:
@@ -242,7 +262,7 @@ class Daemon:
                 fds.append(fd)
         try:
             select.select(fds, [], [], timeout)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # a descriptor closed under us: wait a little, not spin
             time.sleep(min(timeout, 0.1))
         self._drain_wake()
 
@@ -260,7 +280,7 @@ class Daemon:
         try:
             new = self._load_settings()
         except MonitorError as exc:
-            problems = "; ".join(getattr(exc, "problems", []) or [])
+            problems = "; ".join(exc.problems) if isinstance(exc, ConfigError) else ""
             log.error(
                 "reload failed, keeping the running configuration: %s%s",
                 exc,
@@ -276,6 +296,11 @@ class Daemon:
         self.settings = new
         self._apply_sources(new.sources)
         log.info("configuration reloaded: following %d source(s)", len(self.followers))
+        if self.on_reload is not None:
+            try:
+                self.on_reload(new)
+            except Exception:  # noqa: BLE001 - the sources follow the new configuration already
+                log.exception("applying the reloaded configuration to the jobs failed")
 
     def _apply_sources(self, sources: list[SourceSettings]) -> None:
         wanted = {s.name: s for s in sources}

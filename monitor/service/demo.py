@@ -2,14 +2,15 @@
 
 1. History: two weeks of simulated normal traffic from 25 known clients is written as an Ollama log,
    ingested (the same path as `ingest`) and the isolation forest is trained on it (as `train`).
-2. Live: the real daemon (`Daemon` + `Jobs`, exactly what `run` uses) follows a new Ollama log while a
+2. Live: the real daemon (an `App` of monitor.service.app, exactly what `run` uses) follows a new Ollama log while a
    writer thread appends to it in real time: known clients at work, then an unknown scanner, a model
    pull and delete from an unknown address, and a known client turning hostile. Alerts print as they
    fire (and go to any apprise URL given with --notify).
 3. The current window is closed early so the detector scores it (normally this happens on the hour),
    and the demo ends with the summary of what it saw.
 
-This is a composition root like the daemon: it owns the writer thread; the CLI only calls `run_demo`.
+The parts are wired by `monitor.service.app.App`, as for `run`; this module adds the history, the
+writer thread and the summary. The CLI only calls `run_demo`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor import config as config_mod
 from monitor.core.records import Notification
 from monitor.service import simulate
 from monitor.service.simulate import Event
+
+if TYPE_CHECKING:
+    from monitor.service.daemon import Daemon
 
 log = logging.getLogger("monitor.demo")
 
@@ -202,8 +206,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo; return facts for the caller (alerts by rule, paths, the summary text)."""
     from monitor.ingest.backfill import context_for, ingest_file
-    from monitor.service.daemon import Daemon
-    from monitor.service.jobs import Jobs
+    from monitor.service.app import App
     from monitor.store import Store
 
     own_dir = workdir is None
@@ -230,9 +233,9 @@ def run_demo(
             fired.append(note)
             narrator.alert(note)
 
-        jobs = Jobs(settings, store, echo=echo)
-        jobs.pipeline.catch_up(now, alert=False)  # compute the history's (client, hour) windows
-        trained = jobs.pipeline.train(now)
+        app = App(settings, store, echo=echo)
+        app.pipeline.catch_up(now, alert=False)  # compute the history's (client, hour) windows
+        trained = app.pipeline.train(now)
         if trained:
             say(
                 f"Trained the isolation forest on {trained.get('rows', '?')} (client, hour) windows of the known "
@@ -247,23 +250,24 @@ def run_demo(
         say(
             f"Following {live_log} with the real daemon for {seconds:.0f} seconds. Alerts appear as they fire."
         )
-        daemon = Daemon(settings, store, on_stored=jobs.on_stored, on_rejects=jobs.on_rejects, tick=jobs.tick)
-        writer = threading.Thread(target=_write_live, args=(live_log, seconds, say, daemon), daemon=True)
-        jobs.start()
-        writer.start()
-        try:
-            daemon.run()
-        finally:
-            writer.join(timeout=5)
+        writer = threading.Thread(target=_write_live, args=(live_log, seconds, say, app.daemon), daemon=True)
+
+        def close_early() -> None:
             # 3. close the current window early so the detector scores it --------------------------
+            writer.join(timeout=5)
             later = datetime.now(UTC) + timedelta(minutes=settings.detector.window_minutes + 3)
             say(
                 "Closing the current hour early so the detector scores it (live, this happens on the hour) ..."
             )
-            jobs._emit(jobs.pipeline.tick(later))
-            jobs.stop()
-            if notify and jobs.deliver_now():
-                say("Some notifications could not be delivered to the --notify URL(s).")
+            app.jobs.detect(later)
+
+        writer.start()
+        try:
+            app.run(before_stop=close_early)
+        finally:
+            writer.join(timeout=5)
+        if notify and app.jobs.deliver_now():
+            say("Some notifications could not be delivered to the --notify URL(s).")
         summary_text = _summary(store, settings, now)
         store.close()
         rules: dict[str, int] = {}
@@ -275,7 +279,7 @@ def run_demo(
             tmp.cleanup()
 
 
-def _write_live(path: Path, seconds: float, say: Callable[[str], None], daemon: Any) -> None:
+def _write_live(path: Path, seconds: float, say: Callable[[str], None], daemon: Daemon) -> None:
     rng = random.Random(11)
     began = time.monotonic()
     scale = seconds / 60.0  # the script is written for a minute; --seconds stretches or shrinks it
@@ -299,21 +303,12 @@ def _write_live(path: Path, seconds: float, say: Callable[[str], None], daemon: 
             written += len(events)
             fh.flush()
             time.sleep(0.25)  # the pace of the simulated traffic (not a synchronisation)
-    _wait_until_read(daemon, written)
-    daemon.request_stop()
-
-
-def _wait_until_read(daemon: Any, lines: int, timeout: float = 15.0) -> None:
-    """Wait until the daemon has committed every line written (its `stored_lines` counter), or it
-    failed, or `timeout` seconds passed; wake it meanwhile so it need not wait for its next poll."""
-    deadline = time.monotonic() + timeout
-    while daemon.stored_lines < lines and daemon.fatal is None and time.monotonic() < deadline:
-        daemon.wake()
-        time.sleep(0.05)
-    if daemon.stored_lines < lines:
+    # Every line written is committed before the demo stops (or the daemon ended, or 15 s passed).
+    if not daemon.wait_stored(written, timeout=15.0):
         log.warning(
-            "the daemon read %d of the %d demo lines before the demo ended", daemon.stored_lines, lines
+            "the daemon read %d of the %d demo lines before the demo ended", daemon.stored_lines, written
         )
+    daemon.request_stop()
 
 
 def _summary(store: Any, settings: config_mod.Settings, now: datetime) -> str:

@@ -1,11 +1,14 @@
 """The daemon's jobs besides following: detection, alert delivery, heartbeat, systemd, retention, metrics.
 
-`Jobs` plugs into `monitor.service.daemon.Daemon` through its hooks:
+`Jobs` plugs into `monitor.service.daemon.Daemon` through its hooks (`monitor.service.app` wires them):
 - `on_stored(source, requests, now)`: the rules run on every committed batch (the pipeline);
 - `on_rejects(source, rejects, now)`: a batch's rejected lines go to the rules (parse-failures);
-- `tick(now)`: about once a second: close and score windows, retrain when due, flush digests, write the
-  heartbeat, tell systemd how we are (`STATUS=`, `WATCHDOG=1`), prune old rows hourly, and follow a
-  SIGHUP's new settings (allow-list, alert URLs).
+- `tick(now)`: about once a second, the table of periodic tasks (`TASKS` below, run by the scheduler of
+  `monitor.service.tasks` on the daemon's clock): close and score windows, retrain when due and flush
+  digests; sample the lines/s rate; pick up approvals; write the heartbeat; tell systemd how we are
+  (`STATUS=`, `WATCHDOG=1`) and update the metrics; prune old rows hourly;
+- `settings_changed(settings)`: a SIGHUP's new settings (allow-list, alert URLs): the detection half
+  (`monitor.service.detection`) is built again.
 
 Delivery runs in its own thread: apprise calls can take seconds (timeouts, Slack's throttle), and the
 follow loop must never wait for a mail server. The thread wakes when notifications are queued, and
@@ -17,39 +20,45 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from monitor.config import Settings, SourceSettings
 from monitor.core.errors import database_error
 from monitor.core.records import Notification, Request
 from monitor.detect.known import KnownSources
+from monitor.service.detection import BuildDetection, Detection, build_detection
 from monitor.service.systemd import Notifier
+from monitor.service.tasks import EVERY_CALL, Scheduler, Task
 
 if TYPE_CHECKING:
     from monitor.detect.pipeline import Pipeline
+    from monitor.service.metrics import Metrics
     from monitor.store import Store
 
 log = logging.getLogger("monitor.service.daemon")
 
-HEARTBEAT_SECONDS = 10.0
-APPROVALS_SECONDS = 10.0  # `sources approve` on the command line takes effect within this
-STATUS_SECONDS = 5.0
+HEARTBEAT_EVERY = timedelta(seconds=10)
+APPROVALS_EVERY = timedelta(seconds=10)  # `sources approve` on the command line takes effect within this
+STATUS_EVERY = timedelta(seconds=5)
 PRUNE_EVERY = timedelta(hours=1)
+RATE_SPAN = timedelta(seconds=60)  # lines/s is measured over the last minute
 DELIVERY_POLL_SECONDS = 5.0
 
 Echo = Callable[[Notification], None]
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def _log_failure(what: str) -> None:
     """Log a failed job: a database error (a full disk, a damaged file) as one line, anything else (a
     bug) with its traceback. Call from an `except` block."""
-    import sys
-
     exc = sys.exc_info()[1]
     store_error = database_error(exc) if exc is not None else None
     if store_error is not None:
@@ -59,7 +68,11 @@ def _log_failure(what: str) -> None:
 
 
 class Jobs:
-    """Owns the pipeline, the delivery thread and the service plumbing for one `run`."""
+    """Owns the detection half, the delivery thread and the service plumbing for one `run`.
+
+    `sources_alive` counts the sources being followed (the daemon's followers; by default the
+    configured ones); `build` makes the detection half from settings (tests may pass their own).
+    """
 
     def __init__(
         self,
@@ -68,39 +81,51 @@ class Jobs:
         *,
         notifier: Notifier | None = None,
         echo: Echo | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = _utcnow,
+        metrics: Metrics | None = None,
+        sources_alive: Callable[[], int] | None = None,
+        build: BuildDetection = build_detection,
     ) -> None:
         self.settings = settings
         self.store = store
         self.notifier = notifier or Notifier()
         self.echo = echo
         self.clock = clock
-        self.pipeline = self._build_pipeline(settings)
+        self.metrics = metrics
+        self.sources_alive: Callable[[], int] = sources_alive or (lambda: len(self.settings.sources))
+        self._build = build
+        self._approved = self._approvals()
+        self.detection: Detection = build(settings, store, self._approved)
         self._delivery_wake = threading.Event()
         self._delivery_stop = threading.Event()
         self._delivery: threading.Thread | None = None
-        self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, lines) for lines/s
+        self._rates: deque[tuple[datetime, int]] = deque()  # (tick time, lines stored) for lines/s
         self._lines = 0
-        self._last_heartbeat = 0.0
-        self._last_status = 0.0
-        self._last_watchdog = 0.0
-        self._last_prune: datetime | None = None
-        self._last_approvals = 0.0
-        self._approved = self._approvals()
         self._ready = False
-        self.metrics: Metrics | None = None
-        self.sources_alive: Callable[[], int] = lambda: len(settings.sources)
-        self.workers_alive: Callable[[], bool] = lambda: True
+        self.scheduler = Scheduler(self.tasks())
 
-    # --- construction -----------------------------------------------------------------------------
-    def _build_pipeline(self, settings: Settings) -> Pipeline:
-        from monitor.detect.pipeline import Pipeline, make_dispatcher
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.detection.pipeline
 
-        known = KnownSources(settings.known, self._approvals())
-        return Pipeline(settings, self.store, make_dispatcher(settings, self.store), known)
+    def tasks(self) -> list[Task]:
+        """The periodic duties, in the order they run within a tick."""
+        table = [
+            Task("detect", EVERY_CALL, self.detect),
+            Task("rate", EVERY_CALL, self.sample_rate),
+            Task("approvals", APPROVALS_EVERY, self.refresh_approvals),
+            Task("heartbeat", HEARTBEAT_EVERY, self.heartbeat),
+            Task("status", STATUS_EVERY, self.report_status),
+        ]
+        if self.notifier.watchdog_seconds is not None:  # systemd's WatchdogSec=: feed it twice as often
+            table.append(
+                Task("watchdog", timedelta(seconds=self.notifier.watchdog_seconds / 2), self.feed_watchdog)
+            )
+        table.append(Task("prune", PRUNE_EVERY, self.prune))
+        return table
 
+    # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        self.metrics = Metrics.serve(self.settings.daemon.metrics_address)
         self._delivery = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
         self._delivery.start()
         self.store.set_meta("daemon.pid", str(os.getpid()))
@@ -110,10 +135,7 @@ class Jobs:
         path then would only create a fresh file there."""
         self.notifier.stopping()
         if not record:
-            self._delivery_stop.set()
-            self._delivery_wake.set()
-            if self._delivery is not None:
-                self._delivery.join(timeout=3.0)
+            self._stop_delivery()
             self.notifier.close()
             return
         try:
@@ -122,20 +144,23 @@ class Jobs:
             self._release_held()
         except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
             _log_failure("could not release held alerts")
-        self._delivery_stop.set()
-        self._delivery_wake.set()
-        if self._delivery is not None:
-            self._delivery.join(timeout=3.0)
+        self._stop_delivery()
         try:
             self.store.set_meta("daemon.stopped_at", self.clock().isoformat())
         except Exception:  # noqa: BLE001 - stopping must not fail on a database hiccup
             _log_failure("could not record the stop")
         self.notifier.close()
 
+    def _stop_delivery(self) -> None:
+        self._delivery_stop.set()
+        self._delivery_wake.set()
+        if self._delivery is not None:
+            self._delivery.join(timeout=3.0)
+
     def deliver_now(self, budget_seconds: float = 20.0) -> int:
         """Deliver what is due in the outbox now, in this thread (the demo, whose database is temporary,
         calls it after `stop`); return how many attempts failed."""
-        outbox = getattr(self.pipeline.dispatcher, "outbox", None)
+        outbox = self.detection.outbox
         if outbox is None:
             return 0
         return sum(1 for a in outbox.deliver(budget_seconds=budget_seconds) if not a.ok)
@@ -145,38 +170,18 @@ class Jobs:
         self._lines += len(requests)
         if self.metrics is not None:
             self.metrics.requests.labels(source=source.name).inc(len(requests))
-        self._emit(self.pipeline.process(source, requests, now))
+        self.emit(self.pipeline.process(source, requests, now))
 
     def on_rejects(self, source: SourceSettings, rejects: list[tuple[int, str, str]], now: datetime) -> None:
         """Hand a committed batch's rejected lines to the rules (the parse-failures rule)."""
-        self._emit(self.pipeline.process(source, [], now, rejects=rejects))
+        self.emit(self.pipeline.process(source, [], now, rejects=rejects))
 
     def tick(self, now: datetime) -> None:
         if not self._ready:
             self._ready = True
             self.notifier.ready(self._status_text())
             log.info("ready")
-        self._emit(self.pipeline.tick(now))
-        mono = time.monotonic()
-        self._rates.append((mono, self._lines))
-        while len(self._rates) > 2 and mono - self._rates[0][0] > 60:
-            self._rates.popleft()
-        if mono - self._last_approvals >= APPROVALS_SECONDS:
-            self._last_approvals = mono
-            self._refresh_approvals()
-        if mono - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            self._last_heartbeat = mono
-            self.store.set_meta("daemon.heartbeat", now.isoformat())
-            self.store.set_meta("daemon.lines_per_second", f"{self.lines_per_second():.2f}")
-        if mono - self._last_status >= STATUS_SECONDS:
-            self._last_status = mono
-            self.notifier.status(self._status_text())
-            if self.metrics is not None:
-                self.metrics.update(self, now)
-        self._feed_watchdog(mono)
-        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
-            self._last_prune = now
-            self._prune(now)
+        self.scheduler.run(now)
 
     def settings_changed(self, settings: Settings) -> None:
         """Follow a SIGHUP: new allow-list and approvals, new alert settings (URLs, routes, limits).
@@ -186,7 +191,8 @@ class Jobs:
         """
         self._release_held()
         self.settings = settings
-        self.pipeline = self._build_pipeline(settings)
+        self._approved = self._approvals()
+        self.detection = self._build(settings, self.store, self._approved)
         self._delivery_wake.set()
         log.info(
             "alerting reconfigured: %d alert service(s), %d known network(s)",
@@ -194,25 +200,8 @@ class Jobs:
             len(settings.known.allow) + len(settings.known.admins),
         )
 
-    # --- internals --------------------------------------------------------------------------------
-    def _approvals(self) -> list[str]:
-        return sorted(a["network"] for a in self.store.approvals())
-
-    def _refresh_approvals(self) -> None:
-        """Pick up `sources approve` / `revoke` run while the daemon is running."""
-        approved = self._approvals()
-        if approved != self._approved:
-            self._approved = approved
-            self.pipeline.set_known(KnownSources(self.settings.known, approved))
-            log.info("approvals changed: %d approved network(s)", len(approved))
-
-    def _release_held(self) -> None:
-        now = self.clock()
-        self._emit(self.pipeline.tick(now))
-        # A digest whose window is still open: close it now rather than lose it.
-        self._emit(self.pipeline.dispatcher.flush(now + timedelta(days=1)))
-
-    def _emit(self, notes: list[Notification]) -> None:
+    def emit(self, notes: list[Notification]) -> None:
+        """Log, count and echo released notifications, and wake the delivery thread."""
         if not notes:
             return
         for note in notes:
@@ -223,40 +212,60 @@ class Jobs:
                 self.echo(note)
         self._delivery_wake.set()
 
-    def lines_per_second(self) -> float:
-        if len(self._rates) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self._rates[0], self._rates[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+    # --- the periodic duties (the `tasks()` table) ------------------------------------------------
+    def detect(self, now: datetime) -> None:
+        """Close and score the windows that ended by `now`, retrain when due, flush due digests."""
+        self.emit(self.pipeline.tick(now))
 
-    def _status_text(self) -> str:
-        from monitor.store.status_queries import outbox_counts
+    def sample_rate(self, now: datetime) -> None:
+        """Record (now, lines stored) for `lines_per_second`, keeping the last minute."""
+        if self._rates and now < self._rates[-1][0]:  # the clock went back: start the minute again
+            self._rates.clear()
+        self._rates.append((now, self._lines))
+        while len(self._rates) > 2 and now - self._rates[0][0] > RATE_SPAN:
+            self._rates.popleft()
 
-        try:
-            pending = outbox_counts(self.store).get("pending", 0)
-        except Exception:  # noqa: BLE001
-            pending = -1
-        model = "model" if getattr(self.pipeline, "detector", None) is not None else "rules only"
-        return (
-            f"{self.lines_per_second():.1f} lines/s, {self.sources_alive()} source(s), "
-            f"{pending} pending alert(s), {model}"
-        )
+    def refresh_approvals(self, now: datetime | None = None) -> None:
+        """Pick up `sources approve` / `revoke` run while the daemon is running."""
+        approved = self._approvals()
+        if approved != self._approved:
+            self._approved = approved
+            self.pipeline.set_known(KnownSources(self.settings.known, approved))
+            log.info("approvals changed: %d approved network(s)", len(approved))
 
-    def _feed_watchdog(self, mono: float) -> None:
-        interval = self.notifier.watchdog_seconds
-        if interval is None or mono - self._last_watchdog < interval / 2:
-            return
+    _refresh_approvals = refresh_approvals  # the name tests/test_jobs.py calls
+
+    def heartbeat(self, now: datetime) -> None:
+        """What `status` reads to tell a running daemon from a stuck or stopped one."""
+        self.store.set_meta("daemon.heartbeat", now.isoformat())
+        self.store.set_meta("daemon.lines_per_second", f"{self.lines_per_second():.2f}")
+
+    def report_status(self, now: datetime) -> None:
+        """systemd's STATUS= line and the metrics' gauges."""
+        self.notifier.status(self._status_text())
+        if self.metrics is not None:
+            self.metrics.update(
+                lines_per_second=self.lines_per_second(),
+                sources=self.sources_alive(),
+                store=self.store,
+                now=now,
+            )
+
+    def feed_watchdog(self, now: datetime) -> bool:
+        """WATCHDOG=1 while the delivery thread lives; withheld (and tried again next tick) when it died,
+        so that systemd restarts us."""
         delivery_ok = self._delivery is None or self._delivery.is_alive()
-        if delivery_ok and self.workers_alive():
-            self._last_watchdog = mono
-            self.notifier.watchdog()
-        else:
+        if not delivery_ok:
             log.error(
                 "a worker died (delivery alive: %s); withholding WATCHDOG=1 so systemd restarts us",
                 delivery_ok,
             )
+            return False
+        self.notifier.watchdog()
+        return True
 
-    def _prune(self, now: datetime) -> None:
+    def prune(self, now: datetime) -> None:
+        """Retention: delete requests, windows and rollups older than `[retention]` keeps."""
         r = self.settings.retention
         try:
             counts = self.store.prune(
@@ -270,19 +279,49 @@ class Jobs:
         if any(counts.values()):
             log.info("pruned old rows: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
 
+    # --- internals --------------------------------------------------------------------------------
+    def _approvals(self) -> list[str]:
+        return sorted(a["network"] for a in self.store.approvals())
+
+    def _release_held(self) -> None:
+        now = self.clock()
+        self.detect(now)
+        # A digest whose window is still open: close it now rather than lose it.
+        self.emit(self.detection.dispatcher.flush(now + timedelta(days=1)))
+
+    def lines_per_second(self) -> float:
+        if len(self._rates) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._rates[0], self._rates[-1]
+        seconds = (t1 - t0).total_seconds()
+        return (n1 - n0) / seconds if seconds > 0 else 0.0
+
+    def _status_text(self) -> str:
+        from monitor.store.status_queries import outbox_counts
+
+        try:
+            pending = outbox_counts(self.store).get("pending", 0)
+        except Exception:  # noqa: BLE001
+            pending = -1
+        model = "model" if self.pipeline.detector is not None else "rules only"
+        return (
+            f"{self.lines_per_second():.1f} lines/s, {self.sources_alive()} source(s), "
+            f"{pending} pending alert(s), {model}"
+        )
+
     def _deliver_loop(self) -> None:
         while not self._delivery_stop.is_set():
             self._delivery_wake.wait(DELIVERY_POLL_SECONDS)
             self._delivery_wake.clear()
             if self._delivery_stop.is_set():
                 break
-            outbox = getattr(self.pipeline.dispatcher, "outbox", None)
+            outbox = self.detection.outbox
             if outbox is None:
                 continue
             try:
                 # Wall-clock time: delivery happens now. A slow receiver's send goes on in its own
                 # thread past this pass (monitor.alerts.delivery), so the others are served every pass.
-                attempts: list[Any] = outbox.deliver(wait_seconds=1.0)
+                attempts = outbox.deliver(wait_seconds=1.0)
             except Exception:  # noqa: BLE001 - a delivery bug must not kill the thread; rows stay pending
                 _log_failure("delivering notifications failed; they stay pending")
                 continue
@@ -291,60 +330,3 @@ class Jobs:
                 log.warning(
                     "%d notification attempt(s) failed; they will be retried with backoff", len(failed)
                 )
-
-
-class Metrics:
-    """Prometheus metrics on a loopback address (`[daemon] metrics_address`), off by default."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "ollama_monitor_requests_stored",
-            "Requests stored, by source.",
-            ["source"],
-            registry=self.registry,
-        )
-        self.notifications = Counter(
-            "ollama_monitor_notifications",
-            "Notifications released, by rule.",
-            ["rule", "severity"],
-            registry=self.registry,
-        )
-        self.lines_per_second = Gauge(
-            "ollama_monitor_lines_per_second", "Stored lines per second, last minute.", registry=self.registry
-        )
-        self.sources = Gauge("ollama_monitor_sources", "Sources being followed.", registry=self.registry)
-        self.outbox = Gauge(
-            "ollama_monitor_outbox", "Outbox rows by state.", ["state"], registry=self.registry
-        )
-        self.heartbeat = Gauge(
-            "ollama_monitor_heartbeat_timestamp_seconds",
-            "Last tick of the daemon loop.",
-            registry=self.registry,
-        )
-
-    @classmethod
-    def serve(cls, address: str) -> Metrics | None:
-        if not address:
-            return None
-        from prometheus_client import start_http_server
-
-        host, _, port = address.rpartition(":")
-        metrics = cls()
-        start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
-        log.info("Prometheus metrics on http://%s/metrics", address)
-        return metrics
-
-    def update(self, jobs: Jobs, now: datetime) -> None:
-        from monitor.store.status_queries import outbox_counts
-
-        self.lines_per_second.set(jobs.lines_per_second())
-        self.sources.set(jobs.sources_alive())
-        self.heartbeat.set(now.timestamp())
-        try:
-            for state, n in outbox_counts(jobs.store).items():
-                self.outbox.labels(state=state).set(n)
-        except Exception:  # noqa: BLE001 - metrics must never disturb the daemon
-            log.debug("outbox metrics unavailable", exc_info=True)
