@@ -36,7 +36,7 @@ def test_approvals_and_reloaded_allow_list_take_effect(tmp_path: Path) -> None:
         assert [n.rule for n in seen] == ["unknown-source"]
 
         store.approve("198.51.100.0/24", "partner lab")  # as `ollama-monitor sources approve` does
-        jobs._refresh_approvals()
+        jobs.refresh_approvals()
         seen.clear()
         jobs.on_stored(source, [req("198.51.100.7", 120, "/api/generate"), req("198.51.100.9", 121)], NOW)
         assert seen == []  # approved: neither the known one nor a new one of that network alerts

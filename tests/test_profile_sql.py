@@ -4,6 +4,8 @@ real PostgreSQL server): `build_profile` no longer reads the history's window ro
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 def _check(url: str) -> None:
     with Store.open(url) as store:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for k in range(24 * 5):  # five days of hourly windows, clients active at their own hours
             start = T0 + timedelta(hours=k)
             for c in range(6):
@@ -36,7 +38,7 @@ def _check(url: str) -> None:
         assert got.first_seen["2001:db8::1"] == T0 - timedelta(days=9)  # first seen outside the range
 
 
-def test_sql_hour_profile_equals_the_row_by_row_one_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sql_hour_profile_equals_the_row_by_row_one_on_sqlite(tmp_path: Path) -> None:
     _check(f"sqlite:///{tmp_path / 'm.db'}")
 
 
