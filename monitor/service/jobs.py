@@ -233,7 +233,6 @@ class Jobs:
             self.pipeline.set_known(KnownSources(self.settings.known, approved))
             log.info("approvals changed: %d approved network(s)", len(approved))
 
-
     def heartbeat(self, now: datetime) -> None:
         """What `status` reads to tell a running daemon from a stuck or stopped one."""
         self.store.set_meta("daemon.heartbeat", now.isoformat())
