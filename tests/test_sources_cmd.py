@@ -77,3 +77,17 @@ def test_invalid_addresses_get_a_clear_error(cli: CliRunner, config: Path, bad: 
     assert proc.returncode == 2
     assert "not an IP address or CIDR network" in proc.stderr and "hint:" in proc.stderr
     assert_no_traceback(proc)
+
+
+def test_json_output_escapes_controls_and_bidi_in_stored_text(cli: CliRunner, config: Path) -> None:
+    """A note (or any stored text) with a C1 control (0x9b is CSI to some terminals) or a bidi override
+    reaches `--json` output as a \\u escape, never raw, and still parses back to the same text."""
+    note = "ops\u009b31m \u202eevil"
+    ok = cli("--config", str(config), "sources", "approve", "203.0.113.0/24", "--note", note)
+    assert ok.returncode == 0, ok.stderr
+    proc = cli("--config", str(config), "sources", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "\u009b" not in proc.stdout and "\u202e" not in proc.stdout
+    assert "\\u009b" in proc.stdout and "\\u202e" in proc.stdout
+    rows = {row["client_ip"]: row for row in json.loads(proc.stdout)["sources"]}
+    assert rows["203.0.113.7"]["name"] == note  # an approval note names the source

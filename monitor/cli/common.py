@@ -34,6 +34,17 @@ class Env:
     _settings: Settings | None = None
     origin: str = ""
 
+    def print_json(self, data: object) -> None:
+        """Write `data` as JSON to the output stream as it is: no re-parsing, colouring or wrapping
+        (rich's `print_json` re-parses the document, costs ~0.7 s on 2,000 sources, and writes
+        attacker text such as C1 controls and bidi overrides raw). Every control, invisible or bidi
+        character is a `\\uXXXX` escape (`core.sanitize.json_text`)."""
+        from monitor.core.sanitize import json_text
+
+        stream = self.out.file
+        stream.write(json_text(data) + "\n")
+        stream.flush()
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

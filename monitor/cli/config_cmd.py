@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -46,7 +45,7 @@ def show(env: Env, as_json: bool, show_secrets: bool) -> None:
     """Print the effective settings (defaults filled in, secrets redacted) as a valid config file."""
     data = env.settings.model_dump(mode="json") if show_secrets else config_mod.redacted(env.settings)
     if as_json:
-        env.out.print_json(json.dumps({"origin": env.origin, "settings": data}))
+        env.print_json({"origin": env.origin, "settings": data})
         return
     env.out.print(f"# effective configuration from {env.origin}", markup=False)
     env.out.print(to_toml(data), markup=False)

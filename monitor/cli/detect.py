@@ -42,7 +42,7 @@ def train(env: Env, as_json: bool, rebuild_windows: bool) -> None:
         env.out.print(f"not trained: {trained.status['reason']}", markup=False)
         return
     if as_json:
-        env.out.print_json(json.dumps(meta, default=str))
+        env.print_json(meta)
         return
     where = f"saved in {settings.detector.model_dir}" if meta.get("saved", True) else "NOT saved"
     env.out.print(
@@ -80,7 +80,7 @@ def score(env: Env, window_start: str | None, count: int, as_json: bool) -> None
             ) from None
     rows, meta = score_windows(env.settings, env.open_store, start=start, count=count)
     if as_json:
-        env.out.print_json(json.dumps({"threshold": meta.get("threshold"), "windows": rows}))
+        env.print_json({"threshold": meta.get("threshold"), "windows": rows})
         return
     if not rows:
         env.out.print("no requests in the chosen window(s)", markup=False)

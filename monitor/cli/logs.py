@@ -24,7 +24,7 @@ from rich.table import Table
 from monitor.cli.common import Env, pass_env
 from monitor.config import FORMATS, SourceSettings
 from monitor.core.errors import SourceError
-from monitor.core.sanitize import for_terminal, json_text
+from monitor.core.sanitize import for_terminal
 from monitor.ingest.backfill import (
     PIPELINE_MIN_BYTES,
     FileReport,
@@ -84,7 +84,7 @@ def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, sho
                 report.error = report.error and report.error.replace(str(path), "-")
             reports.append(report)
     if as_json:
-        _print_json(env, {"files": [_report_json(r, rejects=show_rejects) for r in reports]})
+        env.print_json({"files": [_report_json(r, rejects=show_rejects) for r in reports]})
     else:
         for r in reports:
             _print_check(env, r, show_rejects)
@@ -164,7 +164,7 @@ def ingest(
     finally:
         store.close()
     if as_json:
-        _print_json(env, {"files": [_report_json(r) for r in reports]})
+        env.print_json({"files": [_report_json(r) for r in reports]})
     else:
         for r in reports:
             _print_ingest(env, r)
@@ -208,12 +208,6 @@ def _advancer(progress: Progress, task: TaskID, path: Path) -> Callable[[int], N
             progress.advance(task, nbytes)
 
     return advance
-
-
-def _print_json(env: Env, data: object) -> None:
-    """Print JSON with C1 controls, invisibles and bidi characters escaped (paths and rejected lines
-    are attacker text; rich's print_json would write them raw)."""
-    env.out.print(json_text(data), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def _report_json(r: FileReport, rejects: bool = False) -> dict[str, object]:

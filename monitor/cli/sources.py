@@ -6,7 +6,6 @@ The listing comes from `monitor.reports.sources`, the canonical form of a networ
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import click
@@ -57,7 +56,7 @@ def list_cmd(env: Env, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        env.out.print_json(json.dumps({"sources": [r.to_dict() for r in rows]}))
+        env.print_json({"sources": [r.to_dict() for r in rows]})
         return
     if not rows:
         env.out.print("no sources seen yet", markup=False)

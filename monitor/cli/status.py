@@ -6,7 +6,6 @@ verdict to an exit status.
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 
@@ -38,7 +37,7 @@ def status(env: Env, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        env.out.print_json(json.dumps(report.to_dict()))
+        env.print_json(report.to_dict())
     else:
         _print(env, report)
     code = EXIT_STATUS[report.health]
