@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 import tempfile
@@ -22,16 +21,15 @@ from rich.progress import (
 from rich.table import Table
 
 from monitor.cli.common import Env, pass_env
-from monitor.config import FORMATS, SourceSettings
+from monitor.config import FORMATS
 from monitor.core.errors import SourceError
 from monitor.core.sanitize import for_terminal
 from monitor.ingest.backfill import (
     PIPELINE_MIN_BYTES,
     FileReport,
     check_file,
-    context_for,
     ingest_file,
-    source_for_path,
+    plan_file,
 )
 
 format_option = click.option(
@@ -44,7 +42,6 @@ format_option = click.option(
 
 
 STDIN = Path("-")
-STDIN_SOURCE = "stdin"
 
 
 @contextmanager
@@ -76,9 +73,8 @@ def check(env: Env, files: tuple[Path, ...], fmt: str | None, as_json: bool, sho
     reports = []
     with _stdin_spooled(files) as paths:
         for given, path in zip(files, paths, strict=True):
-            source = None if given == STDIN else _source(env, path)
-            fmt_used = fmt or (source.format if source else "auto")
-            report = check_file(path, fmt_used, context_for(source))
+            plan = plan_file(None if given == STDIN else env.settings, path, fmt=fmt)
+            report = check_file(path, plan.format, plan.context)
             if given == STDIN:
                 report.path = "-"
                 report.error = report.error and report.error.replace(str(path), "-")
@@ -137,9 +133,8 @@ def ingest(
         show_progress = env.err.is_terminal and not as_json
         with _progress(env, show_progress) as progress, _stdin_spooled(files) as paths:
             for given, path in zip(files, paths, strict=True):
-                source = None if given == STDIN else _source(env, path)
-                name = source_name or (source.name if source else _default_name(given))
-                fmt_used = fmt or (source.format if source else "auto")
+                settings = None if given == STDIN else env.settings  # standard input: no configured source
+                plan = plan_file(settings, path, source_name=source_name, fmt=fmt)
                 task = None
                 if progress is not None:
                     size = path.stat().st_size if path.is_file() else None
@@ -150,9 +145,9 @@ def ingest(
                 report = ingest_file(
                     store,
                     path,
-                    name,
-                    fmt_used,
-                    context_for(source),
+                    plan.name,
+                    plan.format,
+                    plan.context,
                     progress=advance,
                     pipeline_min_bytes=sys.maxsize if serial else PIPELINE_MIN_BYTES,
                 )
@@ -170,19 +165,6 @@ def ingest(
             _print_ingest(env, r)
     if any(r.error for r in reports):
         sys.exit(1)
-
-
-def _source(env: Env, path: Path) -> SourceSettings | None:
-    return source_for_path(env.settings, path)
-
-
-def _default_name(path: Path) -> str:
-    """access.log, access.log.1, access.log.2.gz, access.log-20250101 -> 'access'; `-` -> 'stdin'."""
-    if path == STDIN:
-        return STDIN_SOURCE
-    name = path.name.removesuffix(".gz")
-    name = re.sub(r"[.-]\d+$", "", name)
-    return name.removesuffix(".log") or "ingest"
 
 
 def _progress(env: Env, enabled: bool) -> AbstractContextManager[Progress | None]:

@@ -14,8 +14,10 @@ a FIFO or a device at the path is refused without blocking.
 from __future__ import annotations
 
 import os
+import re
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +83,42 @@ def source_for_path(settings: Settings, path: Path) -> SourceSettings | None:
         if related and (best is None or len(str(best.path)) < len(base)):
             best = src
     return best
+
+
+STDIN_SOURCE = "stdin"
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """How one file given to `check` or `ingest` is read: the source name its rows are stored under,
+    its format, and the parse context of the configured source it belongs to (if any)."""
+
+    name: str
+    format: str
+    context: parsers.ParseContext
+
+
+def plan_file(
+    settings: Settings | None,
+    path: Path,
+    *,
+    source_name: str | None = None,
+    fmt: str | None = None,
+) -> FilePlan:
+    """Decide a file's source name, format and context: what the options say, else the configured
+    source whose path (or a rotated sibling's) matches, else the file's own name and `auto`.
+    `settings` None is standard input: no configured source, named `stdin`."""
+    source = None if settings is None else source_for_path(settings, path)
+    default = STDIN_SOURCE if settings is None else default_source_name(path)
+    name = source_name or (source.name if source else default)
+    return FilePlan(name, fmt or (source.format if source else "auto"), context_for(source))
+
+
+def default_source_name(path: Path) -> str:
+    """access.log, access.log.1, access.log.2.gz, access.log-20250101 -> 'access'."""
+    name = path.name.removesuffix(".gz")
+    name = re.sub(r"[.-]\d+$", "", name)
+    return name.removesuffix(".log") or "ingest"
 
 
 def _resolved(path: Path) -> str:
