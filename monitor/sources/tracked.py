@@ -50,12 +50,6 @@ class Tracked:
 
 
 def holding(decoder: Decoder) -> bool:
-    """True while the decoder holds parts of a split record (of any stream).
-
-    Uses the decoder's public `holding` when it has one; `_held` is the current LineDecoder's store of
-    held pieces (asked to be made public). Without either, a completed record is taken to end holding.
-    """
-    value = getattr(decoder, "holding", None)
-    if value is None:
-        value = getattr(decoder, "_held", None)
-    return bool(value)
+    """True while the decoder holds parts of a split record (of any stream): LineDecoder's public
+    `holding`. A decoder without that property (one that never joins split records) never holds."""
+    return bool(getattr(decoder, "holding", False))
