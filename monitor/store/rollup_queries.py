@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from monitor.store import Store, schema
-from monitor.store.schema import US_PER_DAY, from_ts_key, ts_key
-from monitor.store.views import CATEGORY_COLUMNS, COUNT_COLUMNS
+from monitor.store.schema import US_PER_DAY, US_PER_HOUR, from_ts_key, ts_key
+from monitor.store.views import COUNT_COLUMNS, ROLLUP_SUMS_SQL
 
 _IN_CHUNK = 500
 
@@ -48,15 +48,6 @@ class Totals:
 
 
 _SUMS = ", ".join(f"sum({c})" for c in COUNT_COLUMNS)
-_RAW_SUMS = (
-    "count(*), "
-    + ", ".join(f"sum(CASE WHEN e.category = '{c}' THEN 1 ELSE 0 END)" for c in CATEGORY_COLUMNS)
-    + ", sum(CASE WHEN r.status >= 200 AND r.status < 300 THEN 1 ELSE 0 END)"
-    ", sum(CASE WHEN r.status = 401 THEN 1 ELSE 0 END), sum(CASE WHEN r.status = 403 THEN 1 ELSE 0 END)"
-    ", sum(CASE WHEN r.status >= 400 AND r.status < 500 THEN 1 ELSE 0 END)"
-    ", sum(CASE WHEN r.status >= 500 THEN 1 ELSE 0 END)"
-    ", coalesce(sum(r.bytes_sent), 0), count(r.bytes_sent), min(r.ts), max(r.ts)"
-)
 
 
 def _popcount_sql(dialect: str) -> str:
@@ -109,7 +100,7 @@ def period_totals(
         if a is not None and b is not None and a >= b:
             continue
         sql = (
-            f"SELECT r.client_id, r.source_id, {_RAW_SUMS}, count(DISTINCT r.ts / 3600000000) "
+            f"SELECT r.client_id, r.source_id, {ROLLUP_SUMS_SQL}, count(DISTINCT r.ts / {US_PER_HOUR}) "
             "FROM request_rows r JOIN endpoints e ON e.id = r.endpoint_id WHERE r.ts >= :a AND r.ts < :b "
             "GROUP BY 1, 2"
         )

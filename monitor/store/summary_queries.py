@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, case, func, select, text
 
 from monitor.store import as_utc, schema
-from monitor.store.rollup_queries import _RAW_SUMS  # the rollups' own definition of each count
 from monitor.store.schema import US_PER_DAY, US_PER_HOUR, ts_key
-from monitor.store.views import CATEGORY_COLUMNS, COUNT_COLUMNS
+from monitor.store.views import (
+    CATEGORY_COLUMNS,
+    COUNT_COLUMNS,
+    ROLLUP_SUMS_SQL,  # the rollups' own definition of each count
+)
 
 _IN_CHUNK = 500
 _YIELD = 10_000
@@ -143,7 +146,7 @@ def client_activity(
             )
             hours.update({int(h): int(c or 0) for h, c in conn.execute(per_hour)})
         sql = text(
-            f"SELECT r.client_id, r.ts / {US_PER_HOUR}, {_RAW_SUMS} "
+            f"SELECT r.client_id, r.ts / {US_PER_HOUR}, {ROLLUP_SUMS_SQL} "
             "FROM request_rows r JOIN endpoints e ON e.id = r.endpoint_id WHERE r.ts >= :a AND r.ts < :b "
             "GROUP BY 1, 2"
         )

@@ -69,14 +69,21 @@ def endpoint_key(method: str | None, path: str | None) -> str:
 
 ENDPOINT_KEY_SQL = "(CASE WHEN {m} IS NULL THEN '-' ELSE '+' || {m} END) || ' ' || (CASE WHEN {p} IS NULL THEN '-' ELSE '+' || {p} END)"
 
-_AGGREGATE = (
-    f"SELECT r.ts / {US_PER_DAY} AS day, r.client_id, r.source_id, count(*), "
+# The rollup counters of a group of raw rows (`r` request_rows joined to `e` endpoints), in the order
+# of COUNT_COLUMNS: requests, one per endpoint category, 2xx, 401, 403, 4xx, 5xx, bytes, rows with
+# bytes, then first and last ts. The one SQL definition, used to maintain and to read the rollups.
+ROLLUP_SUMS_SQL = (
+    "count(*), "
     + ", ".join(f"sum(CASE WHEN e.category = '{c}' THEN 1 ELSE 0 END)" for c in CATEGORY_COLUMNS)
     + ", sum(CASE WHEN r.status >= 200 AND r.status < 300 THEN 1 ELSE 0 END)"
     ", sum(CASE WHEN r.status = 401 THEN 1 ELSE 0 END), sum(CASE WHEN r.status = 403 THEN 1 ELSE 0 END)"
     ", sum(CASE WHEN r.status >= 400 AND r.status < 500 THEN 1 ELSE 0 END)"
     ", sum(CASE WHEN r.status >= 500 THEN 1 ELSE 0 END)"
     ", coalesce(sum(r.bytes_sent), 0), count(r.bytes_sent), min(r.ts), max(r.ts)"
+)
+
+_AGGREGATE = (
+    f"SELECT r.ts / {US_PER_DAY} AS day, r.client_id, r.source_id, {ROLLUP_SUMS_SQL}"
     f", sum(DISTINCT 1 << CAST((r.ts / {US_PER_HOUR}) % 24 AS INTEGER))"
     " FROM request_rows r JOIN endpoints e ON e.id = r.endpoint_id"
     " WHERE r.id BETWEEN :lo AND :hi GROUP BY 1, 2, 3"
