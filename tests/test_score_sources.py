@@ -31,10 +31,10 @@ def _config(tmp_path: Path, log: Path) -> Path:
     return config
 
 
-def test_score_counts_the_proxys_requests_only_as_the_pipeline_does(tmp_path: Path, cli: CliRunner) -> None:
-    events = simulate.simulate(T0, days=3, seed=2)
+def _store_in_both_logs(tmp_path: Path, events: list[simulate.Event]) -> None:
+    """Store the same requests under the proxy source and under Ollama's own log, as both log them."""
     store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
-    for source in ("nginx", "ollama"):  # the same requests in both logs
+    for source in ("nginx", "ollama"):
         fid = store.file_id(source, "fp", source)
         rows = [
             (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms))
@@ -42,6 +42,11 @@ def test_score_counts_the_proxys_requests_only_as_the_pipeline_does(tmp_path: Pa
         ]
         store.add_batch(source, fid, rows)
     store.close()
+
+
+def test_score_counts_the_proxys_requests_only_as_the_pipeline_does(tmp_path: Path, cli: CliRunner) -> None:
+    events = simulate.simulate(T0, days=3, seed=2)
+    _store_in_both_logs(tmp_path, events)
     config = _config(tmp_path, tmp_path / "access.log")
     trained = cli("--config", str(config), "train")
     assert trained.returncode == 0 and "trained on" in trained.stdout, trained.stdout + trained.stderr
@@ -91,15 +96,7 @@ def test_train_rebuild_windows_recomputes_windows_made_under_an_old_config(
     """Windows computed before the proxy source was configured counted both logs; --rebuild-windows
     recounts them."""
     events = simulate.simulate(T0, days=3, seed=2)
-    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
-    for source in ("nginx", "ollama"):
-        fid = store.file_id(source, "fp", source)
-        rows = [
-            (i, Request(e.ts, e.client_ip, e.method, e.path, e.status, e.latency_ms))
-            for i, e in enumerate(events)
-        ]
-        store.add_batch(source, fid, rows)
-    store.close()
+    _store_in_both_logs(tmp_path, events)
     config = _config(tmp_path, tmp_path / "access.log")
     old = tmp_path / "old.toml"
     text = config.read_text()  # the same without the proxy source: windows counted both logs
