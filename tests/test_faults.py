@@ -362,4 +362,7 @@ def test_database_errors_in_the_daemon_are_one_line_not_a_traceback_per_tick(tmp
     assert "Traceback" not in err, err
     errors = [ln for ln in err.splitlines() if ln.startswith("ERROR")]
     assert any("full" in ln for ln in errors), err
-    assert len(errors) == len(set(errors)) <= 4, err  # each distinct line once a minute
+    # Each distinct line at most once a minute: over 13 s of ticks the old daemon wrote dozens. There are
+    # four duties that touch the disk; on a loaded machine one may also meet "database is locked" while
+    # another's failed write is rolled back, which is a distinct line, not a repeat.
+    assert len(errors) == len(set(errors)) <= 6, err
