@@ -92,3 +92,53 @@ def test_postgresql_store() -> None:
     with services.postgres() as url, Store.open(url) as store:
         exercise(store)
         assert store.database_size()
+
+
+def _sqlite_memory_used() -> int:
+    """Bytes SQLite's allocator holds in this process (its page caches above all): `sqlite3_memory_used`,
+    looked up through the loaded `_sqlite3` module, whether it links libsqlite3 or embeds it."""
+    import _sqlite3
+    import ctypes
+
+    fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    fn.restype = ctypes.c_int64
+    return int(fn())
+
+
+def test_the_daemon_keeps_a_small_page_cache_and_commands_a_large_one(tmp_path: Path) -> None:
+    """The daemon runs for months and every page it reads stays resident up to its cache size: at 10M
+    requests its startup check of the history alone held ~50 MB with a command's 64 MiB cache. Read
+    48 MB of pages through the store `run` opens, then through a command's: SQLite's own allocation
+    count shows what each connection kept."""
+    from monitor.cli.common import Env
+    from monitor.store.engine import COMMAND_CACHE_KIB
+
+    db = tmp_path / "m.db"
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{db}"\n', encoding="utf-8")
+    with sqlite3.connect(db) as conn:  # 12,000 pages of 4 KiB, one row each
+        conn.execute("CREATE TABLE filler (b BLOB)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) "
+            "INSERT INTO filler SELECT randomblob(3500) FROM n"
+        )
+    conn.close()
+
+    def kept_after_a_scan(store: Store) -> int:
+        with store.engine.connect() as c:
+            before = _sqlite_memory_used()
+            assert c.exec_driver_sql("SELECT sum(length(b)) FROM filler").scalar() == 12000 * 3500
+            return _sqlite_memory_used() - before
+
+    daemon = Env(config_path=str(config)).open_store(daemon=True)
+    try:
+        kept = kept_after_a_scan(daemon)
+        assert kept < 12 * 2**20, kept  # its 8 MiB cache and a little more
+    finally:
+        daemon.close()
+    command = Env(config_path=str(config)).open_store()
+    try:
+        assert kept_after_a_scan(command) > 40 * 2**20  # all 48 MB fit in COMMAND_CACHE_KIB
+    finally:
+        command.close()
+    assert COMMAND_CACHE_KIB * 1024 > 48 * 2**20

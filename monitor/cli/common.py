@@ -53,11 +53,15 @@ class Env:
             self._settings, self.origin = config_mod.load(self.config_path)
         return self._settings
 
-    def open_store(self) -> Any:
-        """Open the configured database (creating and migrating it). Imported lazily: keeps startup fast."""
+    def open_store(self, *, daemon: bool = False) -> Any:
+        """Open the configured database (creating and migrating it), with a command's page cache or,
+        with `daemon`, the long-running daemon's smaller one. Imported lazily: keeps startup fast."""
         from monitor.store import Store
+        from monitor.store.engine import COMMAND_CACHE_KIB, DAEMON_CACHE_KIB
 
-        return Store.open(self.settings.database.url)
+        return Store.open(
+            self.settings.database.url, cache_kib=DAEMON_CACHE_KIB if daemon else COMMAND_CACHE_KIB
+        )
 
 
 pass_env = click.make_pass_decorator(Env)

@@ -66,7 +66,7 @@ def run(env: Env, log_level: str) -> None:
     def load() -> config_mod.Settings:
         return config_mod.load(config_path)[0]
 
-    sys.exit(run_daemon(settings, env.open_store(), load_settings=load))
+    sys.exit(run_daemon(settings, env.open_store(daemon=True), load_settings=load))
 
 
 COMMANDS = [run]

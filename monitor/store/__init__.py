@@ -24,7 +24,7 @@ from monitor.core.errors import StoreError
 from monitor.core.records import Checkpoint, Request
 from monitor.store import schema
 from monitor.store.dictionary import Dictionaries
-from monitor.store.engine import hint_for, make_engine, safe_url, short_error
+from monitor.store.engine import COMMAND_CACHE_KIB, hint_for, make_engine, safe_url, short_error
 from monitor.store.inserts import insert_requests
 from monitor.store.reads import request_select  # noqa: F401 - re-exported for the query modules
 from monitor.store.rows import SqliteRows
@@ -66,9 +66,10 @@ class Store:
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
-    def open(cls, url: str, *, create: bool = True) -> Store:
-        """Open (and create or migrate) the database at `url`; raise StoreError with a clear message."""
-        engine = make_engine(url, create=create)
+    def open(cls, url: str, *, create: bool = True, cache_kib: int = COMMAND_CACHE_KIB) -> Store:
+        """Open (and create or migrate) the database at `url`; raise StoreError with a clear message.
+        `cache_kib`: SQLite's page cache per connection (the daemon's is DAEMON_CACHE_KIB)."""
+        engine = make_engine(url, create=create, cache_kib=cache_kib)
         store = cls(engine)
         try:
             store._create_or_migrate()
