@@ -18,31 +18,20 @@ from sqlalchemy.engine import Connection
 
 from monitor.store import Store, schema
 from monitor.store.schema import US_PER_DAY, US_PER_HOUR, from_ts_key, ts_key
-from monitor.store.views import COUNT_COLUMNS, ROLLUP_SUMS_SQL
+from monitor.store.views import COUNT_COLUMNS, ROLLUP_SUMS_SQL, Counts
 
 _IN_CHUNK = 500
 
 
 @dataclass
-class Totals:
+class Totals(Counts):
     """The rollup columns summed over a period for one (client, source) pair (times as stored ints)."""
 
-    values: list[int]
-    first_ts: int
-    last_ts: int
     days: int = 0  # UTC days with requests (from the rollups; edge days count once)
     hours: int = 0  # active (day, hour) slots: the popcount of each day's hour mask
 
-    def __getattr__(self, name: str) -> int:
-        try:
-            return self.values[COUNT_COLUMNS.index(name)]
-        except ValueError:
-            raise AttributeError(name) from None
-
     def add(self, other: Totals) -> None:
-        self.values = [a + b for a, b in zip(self.values, other.values, strict=True)]
-        self.first_ts = min(self.first_ts, other.first_ts)
-        self.last_ts = max(self.last_ts, other.last_ts)
+        self.add_counts(other)
         self.days += other.days
         self.hours += other.hours
 

@@ -26,6 +26,7 @@ from monitor.store.views import (
     CATEGORY_COLUMNS,
     COUNT_COLUMNS,
     ROLLUP_SUMS_SQL,  # the rollups' own definition of each count
+    Counts,
 )
 
 _IN_CHUNK = 500
@@ -77,25 +78,14 @@ def _connect(store: Store) -> Iterator[Connection]:
 
 
 @dataclass
-class ClientDay:
+class ClientDay(Counts):
     """One client's requests on one UTC day within the period: `values` in COUNT_COLUMNS order, times
     as stored integers, `hours` the bit mask of the UTC hours of day with requests."""
 
-    values: list[int]
-    first_ts: int
-    last_ts: int
     hours: int
 
-    def __getattr__(self, name: str) -> int:
-        try:
-            return self.values[COUNT_COLUMNS.index(name)]
-        except ValueError:
-            raise AttributeError(name) from None
-
     def add(self, other: ClientDay) -> None:
-        self.values = [a + b for a, b in zip(self.values, other.values, strict=True)]
-        self.first_ts = min(self.first_ts, other.first_ts)
-        self.last_ts = max(self.last_ts, other.last_ts)
+        self.add_counts(other)
         self.hours |= other.hours
 
 

@@ -8,6 +8,7 @@ min/max of two values), which `dialect` selects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -29,6 +30,28 @@ COUNT_COLUMNS = (
     "sized",
 )
 ROLLUP_COLUMNS = (*COUNT_COLUMNS, "first_ts", "last_ts", "hours")
+
+
+@dataclass
+class Counts:
+    """Rollup counters summed over some rows: `values` in COUNT_COLUMNS order (each readable as an
+    attribute, e.g. `.requests`), first and last request time as stored integers."""
+
+    values: list[int]
+    first_ts: int
+    last_ts: int
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self.values[COUNT_COLUMNS.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def add_counts(self, other: Counts) -> None:
+        """Add `other`'s counters and widen the time span to cover both."""
+        self.values = [a + b for a, b in zip(self.values, other.values, strict=True)]
+        self.first_ts = min(self.first_ts, other.first_ts)
+        self.last_ts = max(self.last_ts, other.last_ts)
 
 
 def _ts_text(dialect: str) -> str:
